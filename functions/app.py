@@ -1,0 +1,128 @@
+"""taskcast's HTTP edge: thin Lambda handlers that parse, validate, authorise, store, publish."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import services
+from chalicelib.errors import NotFound, Unauthorized, Unavailable, Unprocessable, json_errors
+from chalicelib.publisher import PublishError
+from chalicelib.submission import new_task, parse_body
+from taskcore import catalogue, token
+from taskcore.clock import now_iso
+from taskcore.message import Submitted
+from taskcore.status import Status
+from taskcore.task import Task, TaskError
+
+app = Chalice(app_name="taskcast")
+app.log.setLevel(logging.INFO)
+log = app.log
+
+MAX_LIST_LIMIT = 100
+
+
+def _owner() -> str:
+    """The owner the request's ``X-Api-Key`` belongs to, or 401."""
+    key = app.current_request.headers.get("x-api-key")
+    if not key:
+        raise Unauthorized("send your API key in the X-Api-Key header")
+    owner = services.current().config.owner_of(key)
+    if owner is None:
+        raise Unauthorized("the API key is not valid")
+    return owner
+
+
+def _own_task(task_id: str, owner: str) -> Task:
+    """The task if it exists and is the owner's; 404 alike otherwise, so ids reveal nothing."""
+    try:
+        uuid.UUID(task_id)
+    except ValueError:
+        raise NotFound(f"no task {task_id}") from None
+    task = services.current().store.get(task_id)
+    if task is None or task.owner != owner:
+        raise NotFound(f"no task {task_id}")
+    return task
+
+
+def _watch(task: Task) -> dict[str, Any]:
+    config = services.current().config
+    watch_token, expires_at = token.issue(config.secret, task.task_id, task.owner, config.watch_token_ttl_s)
+    return {"url": config.realtime_url, "token": watch_token, "expires_at": expires_at}
+
+
+@app.route("/health", methods=["GET"])
+def health() -> dict[str, Any]:
+    return {"ok": True}
+
+
+@app.route("/types", methods=["GET"])
+def list_types() -> dict[str, Any]:
+    return {"types": [t.describe() for t in catalogue.CATALOGUE.values()]}
+
+
+@app.route("/tasks", methods=["POST"], content_types=["application/json"])
+@json_errors
+def submit() -> Response:
+    owner = _owner()
+    svc = services.current()
+    task = new_task(parse_body(app.current_request.raw_body), owner, svc.config.task_ttl_s)
+    svc.store.create(task)
+    try:
+        svc.publisher.publish(Submitted(task.task_id, task.type, task.trace_id))
+    except PublishError:
+        log.error("task %s: not published; failing it", task.task_id, exc_info=True)
+        # The record exists, so say what became of it rather than leave it pending for ever.
+        svc.store.transition(
+            task,
+            Status.FAILED,
+            error=TaskError("not_published", "the broker did not accept the task"),
+            finished_at=now_iso(),
+        )
+        raise Unavailable("the task queue is unavailable; try again", headers={"Retry-After": "5"}) from None
+    log.info("task %s (%s) accepted for %s [trace %s]", task.task_id, task.type, owner, task.trace_id)
+    return Response(
+        {"task": task.to_public(), "watch": _watch(task)},
+        status_code=202,
+        headers={"Location": f"/tasks/{task.task_id}"},
+    )
+
+
+@app.route("/tasks/{task_id}", methods=["GET"])
+@json_errors
+def get_task(task_id: str) -> dict[str, Any]:
+    return {"task": _own_task(task_id, _owner()).to_public()}
+
+
+@app.route("/tasks/{task_id}/watch", methods=["POST"])
+@json_errors
+def new_watch_token(task_id: str) -> dict[str, Any]:
+    """A fresh watch token for one of the owner's tasks (the one from submit has expired)."""
+    return {"watch": _watch(_own_task(task_id, _owner()))}
+
+
+@app.route("/tasks", methods=["GET"])
+@json_errors
+def list_tasks() -> dict[str, Any]:
+    owner = _owner()
+    params = app.current_request.query_params or {}
+    status = None
+    if "status" in params:
+        try:
+            status = Status(params["status"])
+        except ValueError:
+            allowed = ", ".join(s.value for s in Status)
+            raise Unprocessable(f"status must be one of {allowed}", field="status") from None
+    task_type = params.get("type")
+    if task_type is not None:
+        catalogue.lookup(task_type)
+    limit_text = params.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+        raise Unprocessable(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", field="limit")
+    page = services.current().store.list_by_owner(
+        owner, status=status, task_type=task_type, limit=int(limit_text), cursor=params.get("cursor")
+    )
+    return {"tasks": [t.to_public() for t in page.tasks], "next_cursor": page.next_cursor}

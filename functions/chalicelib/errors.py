@@ -1,0 +1,84 @@
+"""HTTP errors of the edge, each a status code and a JSON body that says what is wrong.
+
+Bodies are ``{"error": {"code", "message", "field"?}}``. Views raise; :func:`json_errors` turns
+the raise into the response, and logs anything unexpected with its traceback and task id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from chalice import Response
+
+from taskcore.errors import PayloadTooLarge, TaskNotFound, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class HttpError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        error: dict[str, str] = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        return Response({"error": error}, status_code=self.status, headers=self.headers)
+
+
+class BadRequest(HttpError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(HttpError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(HttpError):
+    status, code = 404, "not_found"
+
+
+class TooLarge(HttpError):
+    status, code = 413, "too_large"
+
+
+class Unprocessable(HttpError):
+    status, code = 422, "invalid"
+
+
+class Unavailable(HttpError):
+    status, code = 503, "unavailable"
+
+
+def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Map what a view raises to a JSON error response; log the unexpected."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except HttpError as exc:
+            return exc.response()
+        except PayloadTooLarge as exc:
+            return TooLarge(exc.message, field=exc.field).response()
+        except ValidationError as exc:
+            return Unprocessable(exc.message, field=exc.field).response()
+        except TaskNotFound as exc:
+            return NotFound(str(exc)).response()
+        except Exception:
+            log.error("unexpected error in %s (task %s)", view.__name__, kwargs.get("task_id", "-"), exc_info=True)
+            return Response(
+                {"error": {"code": "internal", "message": "an internal error occurred; it has been logged"}},
+                status_code=500,
+            )
+
+    return wrapped

@@ -1,0 +1,86 @@
+"""Publishing accepted tasks to RabbitMQ with publisher confirms, from synchronous handlers.
+
+Lambda handlers (and ``chalice local``'s threads) are synchronous; aio-pika is not. The publisher
+runs one event loop on a daemon thread and keeps one robust connection on it, reused across warm
+invocations. A publish returns only after the broker confirmed it (and routed it: it is
+``mandatory``), or raises :class:`PublishError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+
+from taskcore.errors import TaskcastError
+from taskcore.message import CONTENT_TYPE, Submitted
+from taskcore.names import Names
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(TaskcastError):
+    """The broker did not confirm the message: unreachable, refused or unroutable."""
+
+
+class Publisher:
+    def __init__(self, url: str, names: Names, timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._names = names
+        self._timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="amqp-publisher", daemon=True)
+        self._thread.start()
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._lock = asyncio.Lock()
+
+    def publish(self, message: Submitted) -> None:
+        """Publish and wait for the broker's confirm."""
+        future = asyncio.run_coroutine_threadsafe(self._publish(message), self._loop)
+        try:
+            future.result(timeout=self._timeout_s + 1)
+        except FutureTimeout:
+            future.cancel()
+            raise PublishError("the broker did not confirm in time") from None
+        except PublishError:
+            raise
+        except Exception as exc:
+            raise PublishError(f"publishing failed: {exc!r}") from exc
+
+    async def _publish(self, message: Submitted) -> None:
+        exchange = await self._exchange_ready()
+        await exchange.publish(
+            aio_pika.Message(
+                message.encode(),
+                message_id=message.task_id,
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"trace_id": message.trace_id},
+            ),
+            routing_key=Names.submitted_key(message.type),
+            mandatory=True,
+            timeout=self._timeout_s,
+        )
+
+    async def _exchange_ready(self) -> AbstractExchange:
+        async with self._lock:
+            if self._exchange is None:
+                self._connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_s)
+                channel = await self._connection.channel(on_return_raises=True)
+                self._exchange = await channel.get_exchange(self._names.exchange, ensure=True)
+            return self._exchange
+
+    def close(self) -> None:
+        async def _close() -> None:
+            if self._connection is not None:
+                await self._connection.close()
+
+        asyncio.run_coroutine_threadsafe(_close(), self._loop).result(timeout=self._timeout_s)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=self._timeout_s)
+        self._loop.close()

@@ -1,0 +1,56 @@
+"""The DynamoDB tables: tasks (with owner and status indexes) and idempotency keys."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from taskcore.store import EXPIRY_ATTRIBUTE, tasks_table_definition
+
+log = logging.getLogger(__name__)
+
+
+def idempotency_table_definition(name: str) -> dict[str, Any]:
+    """``create_table`` arguments for idempotency keys: ``owner#key`` -> task id and body hash."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    }
+
+
+def ensure_table(client: Any, definition: dict[str, Any]) -> bool:
+    """Create the table unless it exists, wait until it is active, and turn on expiry.
+
+    Returns whether the table was created.
+    """
+    name = definition["TableName"]
+    created = False
+    try:
+        client.create_table(**definition)
+        created = True
+        log.info("created table %s", name)
+    except client.exceptions.ResourceInUseException:
+        log.info("table %s exists", name)
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRY_ATTRIBUTE},
+        )
+    return created
+
+
+def ensure_tables(client: Any, tasks_table: str, idempotency_table: str) -> None:
+    ensure_table(client, tasks_table_definition(tasks_table))
+    ensure_table(client, idempotency_table_definition(idempotency_table))
+
+
+def delete_tables(client: Any, *names: str) -> None:
+    for name in names:
+        try:
+            client.delete_table(TableName=name)
+        except client.exceptions.ResourceNotFoundException:
+            pass

@@ -1,0 +1,1 @@
+"""The websocket fan-out: each client gets the events of the tasks it holds watch tokens for."""

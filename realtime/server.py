@@ -1,0 +1,93 @@
+"""The realtime service: websockets server, shared hub and stores, health, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from http import HTTPStatus
+
+import boto3
+import redis.asyncio as aioredis
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from taskcore import logs
+from taskcore.config import Config
+from taskcore.store import TaskStore
+
+from .eventlog import EventLogReader
+from .hub import Hub
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4096
+"""Client messages are small (a subscribe is ~300 bytes); anything bigger is closed with 1009."""
+
+
+class RealtimeService:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._redis = aioredis.Redis.from_url(config.redis)
+        dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
+        self._store = TaskStore(dynamodb, config.names.tasks_table)
+        self._reader = EventLogReader(self._redis, config.names)
+        self.hub = Hub(self._redis, config.names)
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        session = Session(websocket, self.hub, self._store, self._reader, self._config.secret)
+        await session.run()
+
+    def _health(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        return None
+
+    async def serve(self, host: str, port: int, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        await self.hub.start()
+        try:
+            async with serve(
+                self._handle,
+                host,
+                port,
+                # None admits clients that send no Origin: the CLI and SDK, which are not browsers.
+                origins=[*self._config.allowed_origins, None],
+                max_size=MAX_MESSAGE_BYTES,
+                process_request=self._health,
+                ping_interval=20,
+                ping_timeout=20,
+            ) as server:
+                log.info("realtime listening on ws://%s:%d", host, port)
+                if ready is not None:
+                    ready.set()
+                await stop.wait()
+                await self._shutdown(server)
+        finally:
+            await self.hub.close()
+            await self._redis.aclose()
+
+    async def _shutdown(self, server: Server) -> None:
+        log.info("shutting down: closing %d connection(s) with 1001", len(server.connections))
+        server.close()  # closes every connection with 1001 so clients resume elsewhere
+        await server.wait_closed()
+
+
+async def _main(host: str, port: int) -> None:
+    config = Config.from_env(need=("redis", "watch_secret"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await RealtimeService(config).serve(host, port, stop)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="taskcast's websocket fan-out service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    logs.setup()
+    asyncio.run(_main(args.host, args.port))

@@ -1,0 +1,224 @@
+"""One client connection: its subscriptions, and the gap-free stream of each watched task.
+
+Watching a task, in this order, so that no event is missed or doubled between replay and live:
+
+1. listen to the task's channel (confirmed by Redis) and buffer what arrives;
+2. read the log (epoch and events) from Redis;
+3. read the record (the snapshot) from DynamoDB. Workers write the record before they append the
+   event, so the snapshot is never older than the log just read;
+4. send the snapshot with the cursor that the following events continue from: the client's own
+   cursor if it is still in this log (a resume), else the log's last ``seq``;
+5. send the logged events after that cursor, then live ones, dropping any ``seq`` already sent and
+   filling any gap from the log, until the terminal event; then ``end``.
+
+A watch that hears nothing for ``IDLE_CHECK_S`` re-reads the log and the record, so a lost pub/sub
+message delays an event but never loses it, and the final status always arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from taskcore import token
+from taskcore.errors import TokenError
+from taskcore.event import Cursor, Event
+from taskcore.store import TaskStore
+from taskcore.task import Task
+
+from . import protocol
+from .eventlog import EventLogReader
+from .hub import Hub
+from .protocol import ProtocolError, Subscribe, Unsubscribe
+
+log = logging.getLogger(__name__)
+
+MAX_SUBSCRIPTIONS = 100
+IDLE_CHECK_S = 10.0
+TERMINAL_GRACE_S = 2.0
+"""How long to wait for a terminal record's event before sending ``end`` from the record alone."""
+
+
+class Session:
+    def __init__(
+        self,
+        websocket: ServerConnection,
+        hub: Hub,
+        store: TaskStore,
+        reader: EventLogReader,
+        secret: bytes,
+    ) -> None:
+        self._ws = websocket
+        self._hub = hub
+        self._store = store
+        self._reader = reader
+        self._secret = secret
+        self._watches: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        try:
+            async for raw in self._ws:
+                message = protocol.parse(raw)
+                if isinstance(message, Unsubscribe):
+                    self._stop_watch(message.task_id)
+                else:
+                    self._start_watch(message)
+        except ProtocolError as exc:
+            await self._refuse(exc)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task_id in list(self._watches):
+                self._stop_watch(task_id)
+            # Let cancelled watches leave their channels before the connection is forgotten.
+            await asyncio.gather(*self._watches.values(), return_exceptions=True)
+
+    def _start_watch(self, request: Subscribe) -> None:
+        try:
+            claims = token.verify(self._secret, request.token, request.task_id)
+        except TokenError as exc:
+            raise ProtocolError(exc.code, str(exc), request.task_id) from None
+        if request.task_id in self._watches:
+            return  # already watching: the first subscribe's stream carries on
+        active = sum(not w.done() for w in self._watches.values())
+        if active >= MAX_SUBSCRIPTIONS:
+            raise ProtocolError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} tasks per connection")
+        watch = asyncio.create_task(self._watch(request, claims.owner), name=f"watch-{request.task_id}")
+        self._watches[request.task_id] = watch
+
+    def _stop_watch(self, task_id: str) -> None:
+        watch = self._watches.get(task_id)
+        if watch is not None and not watch.done():
+            watch.cancel()
+
+    async def _refuse(self, exc: ProtocolError) -> None:
+        log.info("refusing client %s: %s (%s)", self._ws.remote_address, exc.code, exc.message)
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(protocol.error(exc))
+            await self._ws.close(exc.close_code, exc.code)
+
+    async def _send(self, text: str) -> None:
+        await self._ws.send(text)
+
+    async def _watch(self, request: Subscribe, owner: str) -> None:
+        try:
+            await _TaskWatch(self, request.task_id, owner).run(request.cursor)
+        except ProtocolError as exc:
+            await self._refuse(exc)
+        except (ConnectionClosed, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.error("task %s: watch failed", request.task_id, exc_info=True)
+            await self._refuse(ProtocolError("unavailable", "this instance cannot serve the task now; reconnect", request.task_id))
+
+
+class _TaskWatch:
+    """The stream of one task to one client."""
+
+    def __init__(self, session: Session, task_id: str, owner: str) -> None:
+        self._s = session
+        self._task_id = task_id
+        self._owner = owner
+        self._epoch: str | None = None
+        self._sent = 0
+
+    async def run(self, cursor: Cursor | None) -> None:
+        async with self._s._hub.listen(self._task_id) as live:
+            if await self._start(cursor, live):
+                return
+            while True:
+                try:
+                    event = await asyncio.wait_for(live.get(), timeout=IDLE_CHECK_S)
+                except TimeoutError:
+                    if await self._check_idle():
+                        return
+                    continue
+                if event.epoch != self._epoch and self._epoch is not None:
+                    # The log was lost and restarted: the old cursor means nothing now.
+                    if await self._start(None, live):
+                        return
+                    continue
+                if await self._deliver(event):
+                    return
+
+    async def _start(self, cursor: Cursor | None, live: asyncio.Queue[Event]) -> bool:
+        """Send the snapshot and the logged events after it; return whether the watch ended."""
+        state = await self._s._reader.read(self._task_id)
+        task = await asyncio.to_thread(self._s._store.get, self._task_id)
+        if task is None or task.owner != self._owner:
+            raise ProtocolError("not_found", f"no task {self._task_id}", self._task_id)
+        last = state.events[-1].seq if state.events else 0
+        first = state.events[0].seq if state.events else 1
+        resumed = (
+            cursor is not None
+            and cursor.epoch == state.epoch
+            and state.epoch is not None
+            and first - 1 <= cursor.seq <= last
+        )
+        start = cursor.seq if resumed and cursor is not None else last
+        self._epoch = state.epoch
+        self._sent = start
+        await self._s._send(protocol.snapshot(task, Cursor(state.epoch, start), resumed))
+        for event in state.events:
+            if event.seq > start and await self._deliver(event):
+                return True
+        if task.status.is_terminal:
+            await self._finish_terminal(task, live)
+            return True
+        return False
+
+    async def _deliver(self, event: Event) -> bool:
+        """Send ``event`` in order (filling any gap from the log); return whether it ended the task."""
+        if self._epoch is None:
+            self._epoch = event.epoch
+        if event.seq <= self._sent:
+            return False
+        if event.seq > self._sent + 1:
+            state = await self._s._reader.read(self._task_id, after=self._sent)
+            for missed in state.events:
+                if missed.seq >= event.seq:
+                    break
+                if await self._send_event(missed):
+                    return True
+        return await self._send_event(event)
+
+    async def _send_event(self, event: Event) -> bool:
+        await self._s._send(protocol.event(event))
+        self._sent = event.seq
+        if event.status.is_terminal:
+            await self._end()
+            return True
+        return False
+
+    async def _end(self) -> None:
+        task = await asyncio.to_thread(self._s._store.get, self._task_id)
+        assert task is not None
+        await self._s._send(protocol.end(task))
+
+    async def _finish_terminal(self, task: Task, live: asyncio.Queue[Event]) -> None:
+        """For a task that has ended: wait briefly for its terminal event, else end from the record."""
+        deadline = asyncio.get_running_loop().time() + TERMINAL_GRACE_S
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                event = await asyncio.wait_for(live.get(), timeout=remaining)
+            except TimeoutError:
+                break
+            if await self._deliver(event):
+                return
+        # Its terminal event is not coming (the log was lost): end from the record.
+        await self._s._send(protocol.end(task))
+
+    async def _check_idle(self) -> bool:
+        """Catch up from the log after a quiet spell; end from the record if it says so."""
+        state = await self._s._reader.read(self._task_id, after=self._sent)
+        for event in state.events:
+            if event.epoch == self._epoch and await self._deliver(event):
+                return True
+        task = await asyncio.to_thread(self._s._store.get, self._task_id)
+        if task is not None and task.status.is_terminal:
+            await self._s._send(protocol.end(task))
+            return True
+        return False

@@ -1,0 +1,147 @@
+"""The ``taskcast`` command: run the local stack, submit, watch, inspect and list tasks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from .board import Board, summary
+from .client import ApiError, Client, WatchError
+
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.api_key)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _watch(client: Client, subs: list[Any]) -> int:
+    console = Console()
+    with Board(console) as board:
+        final = asyncio.run(board.follow(client, subs))
+    console.print(summary(final.values()))
+    return EXIT_OK if all(t["status"] == "succeeded" for t in final.values()) else EXIT_TASK_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        print(f"taskcast: --payload is not JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with _client(args) as client:
+        sub = client.submit(args.type, payload, priority=args.priority)
+        if not args.watch:
+            _print_json({"task": sub.task, "watch": sub.watch.__dict__})
+            return EXIT_OK
+        return _watch(client, [sub])
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .client import Submission
+
+    with _client(args) as client:
+        task = client.get(args.task_id)
+        return _watch(client, [Submission(task, client.watch_token(args.task_id))])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_json(client.get(args.task_id))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.list(status=args.status, task_type=args.type, limit=args.limit, cursor=args.cursor)
+    console = Console()
+    console.print(summary(page.tasks))
+    if page.next_cursor:
+        console.print(f"more: taskcast list --cursor {page.next_cursor}")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .stack import Ports, up
+
+    return up(os.environ, host=args.host, ports=Ports(args.edge_port, args.realtime_port, args.moto_port), workers=args.workers)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(tasks=args.tasks, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskcast", description=__doc__)
+    parser.add_argument("--url", default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"), help="API base URL (TASKCAST_URL)")
+    parser.add_argument("--api-key", default=os.environ.get("TASKCAST_API_KEY", "dev-key"), help="API key (TASKCAST_API_KEY)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole local stack in the foreground")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--edge-port", type=int, default=8000)
+    up.add_argument("--realtime-port", type=int, default=8765)
+    up.add_argument("--moto-port", type=int, default=5000)
+    up.add_argument("--workers", type=int, default=2)
+    up.set_defaults(run=cmd_up)
+
+    submit = commands.add_parser("submit", help="submit a task")
+    submit.add_argument("type", help="task type, e.g. demo.sleep")
+    submit.add_argument("--payload", default="{}", help="payload as JSON")
+    submit.add_argument("--priority", choices=["high", "normal", "low"])
+    submit.add_argument("--watch", action="store_true", help="show live progress until it ends")
+    submit.set_defaults(run=cmd_submit)
+
+    watch = commands.add_parser("watch", help="show a task's live progress until it ends")
+    watch.add_argument("task_id")
+    watch.set_defaults(run=cmd_watch)
+
+    status = commands.add_parser("status", help="print a task as JSON")
+    status.add_argument("task_id")
+    status.set_defaults(run=cmd_status)
+
+    listing = commands.add_parser("list", help="list your tasks, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--type")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+    listing.set_defaults(run=cmd_list)
+
+    demo = commands.add_parser("demo", help="start the stack, run demo tasks, watch them, stop")
+    demo.add_argument("--tasks", type=int, default=6)
+    demo.add_argument("--workers", type=int, default=3)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ApiError as exc:
+        print(f"taskcast: {exc.message} ({exc.status} {exc.code})", file=sys.stderr)
+        return EXIT_API
+    except WatchError as exc:
+        print(f"taskcast: watch refused: {exc}", file=sys.stderr)
+        return EXIT_API
+    except OSError as exc:
+        print(f"taskcast: cannot reach {args.url}: {exc}. Is the stack up (`taskcast up`)?", file=sys.stderr)
+        return EXIT_API
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The Python SDK: submit, read, list, and watch tasks live.
+
+::
+
+    client = Client("http://127.0.0.1:8000", api_key="dev-key")
+    submission = client.submit("demo.sleep", {"seconds": 3})
+    async for update in client.watch(submission.task_id, submission.watch):
+        print(update.status, update.progress)
+
+``watch`` reconnects with backoff after a dropped connection and resumes from its cursor, so a
+caller sees every event once, in order, until the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+
+log = logging.getLogger(__name__)
+
+TOKEN_EXPIRED_CLOSE = 4002
+
+
+class ApiError(Exception):
+    """The API refused a request; ``status``, ``code`` and ``message`` say why."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class WatchError(Exception):
+    """The realtime service refused the watch (bad token, no such task, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Where and how to watch a task: the websocket URL and a watch token."""
+
+    url: str
+    token: str
+    expires_at: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Watch:
+        return cls(str(data["url"]), str(data["token"]), int(data["expires_at"]))
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: dict[str, Any]
+    watch: Watch
+
+    @property
+    def task_id(self) -> str:
+        return str(self.task["task_id"])
+
+
+@dataclass(frozen=True)
+class Page:
+    tasks: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Update:
+    """One message of a watch: a ``snapshot``, an ``event`` or the ``end``.
+
+    ``status``, ``progress`` and ``attempt`` are the task's as of this message; ``data`` is the
+    message as the server sent it.
+    """
+
+    op: str
+    task_id: str
+    status: str
+    progress: dict[str, Any]
+    attempt: int
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def seq(self) -> int | None:
+        return int(self.data["event"]["seq"]) if self.op == "event" else None
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Update:
+        source = message["event"] if message["op"] == "event" else message["task"]
+        return cls(
+            op=message["op"],
+            task_id=str(source["task_id"]),
+            status=str(source["status"]),
+            progress=dict(source.get("progress") or {}),
+            attempt=int(source.get("attempt", 0)),
+            data=message,
+        )
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 10.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout_s
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._http.request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.is_error:
+            error = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error, dict):
+                raise ApiError(response.status_code, str(error.get("code")), str(error.get("message")), error.get("field"))
+            raise ApiError(response.status_code, "http_error", response.text[:200])
+        return body  # type: ignore[no-any-return]
+
+    def submit(self, task_type: str, payload: dict[str, Any] | None = None, *, priority: str | None = None) -> Submission:
+        """Submit a task; returns it (``pending``) with a watch token."""
+        body: dict[str, Any] = {"type": task_type, "payload": payload or {}}
+        if priority is not None:
+            body["priority"] = priority
+        data = self._request("POST", "/tasks", json=body)
+        return Submission(data["task"], Watch.from_json(data["watch"]))
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/tasks/{task_id}")["task"])
+
+    def list(self, *, status: str | None = None, task_type: str | None = None, limit: int = 20, cursor: str | None = None) -> Page:
+        """The caller's tasks, newest first."""
+        params = {"status": status, "type": task_type, "limit": limit, "cursor": cursor}
+        data = self._request("GET", "/tasks", params={k: v for k, v in params.items() if v is not None})
+        return Page(list(data["tasks"]), data.get("next_cursor"))
+
+    def watch_token(self, task_id: str) -> Watch:
+        """A fresh watch token for one of the caller's tasks."""
+        return Watch.from_json(self._request("POST", f"/tasks/{task_id}/watch")["watch"])
+
+    async def watch(self, task_id: str, watch: Watch | None = None, *, max_backoff_s: float = 10.0) -> AsyncIterator[Update]:
+        """Every update of ``task_id``, in order, until its ``end``; survives disconnects."""
+        if watch is None:
+            watch = await asyncio.to_thread(self.watch_token, task_id)
+        cursor: dict[str, Any] | None = None
+        failures = 0
+        while True:
+            try:
+                async with websockets.connect(watch.url, open_timeout=10) as ws:
+                    await ws.send(json.dumps({"op": "subscribe", "task_id": task_id, "token": watch.token, "cursor": cursor}))
+                    async for raw in ws:
+                        message = json.loads(raw)
+                        op = message.get("op")
+                        if op == "error":
+                            if message.get("code") == "token_expired":
+                                break
+                            raise WatchError(str(message.get("code")), str(message.get("message")))
+                        failures = 0
+                        if op == "snapshot":
+                            cursor = message["cursor"]
+                        elif op == "event":
+                            event = message["event"]
+                            cursor = {"epoch": event["epoch"], "seq": event["seq"]}
+                        yield Update.from_message(message)
+                        if op == "end":
+                            return
+            except ConnectionClosedError as exc:
+                if exc.rcvd is not None and 4000 <= exc.rcvd.code < 5000 and exc.rcvd.code != TOKEN_EXPIRED_CLOSE:
+                    raise WatchError(exc.rcvd.reason or "refused", f"closed with {exc.rcvd.code}") from None
+                log.info("watch of %s dropped (%s); resuming", task_id, exc)
+            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError) as exc:
+                log.info("watch of %s failed to connect (%s); retrying", task_id, exc)
+            if watch.expires_at - 30 < time.time():
+                watch = await asyncio.to_thread(self.watch_token, task_id)
+            failures += 1
+            await asyncio.sleep(min(max_backoff_s, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))

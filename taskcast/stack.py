@@ -1,0 +1,263 @@
+"""``taskcast up``: the whole local stack as child processes, supervised in the foreground.
+
+The moto server as AWS emulator (unless ``AWS_ENDPOINT_URL`` points elsewhere), provisioning, the
+edge under ``chalice local``, the relay, N RQ workers and the realtime service, against RabbitMQ
+and Redis on localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
+every child, newest first, each with SIGTERM and then, if it lingers, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TextIO
+from urllib.parse import urlsplit
+
+import httpx
+
+from taskcore.config import Config
+
+log = logging.getLogger(__name__)
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+
+DEFAULTS = {
+    "TASKCAST_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
+    "TASKCAST_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "TASKCAST_API_KEYS": "dev-key=dev",
+    # moto and LocalStack accept any credentials; boto3 insists on having some.
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class StackError(Exception):
+    """The stack cannot start; the message tells the user what to do."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    edge: int = 8000
+    realtime: int = 8765
+    moto: int = 5000
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+    pump: threading.Thread
+
+
+def stack_environment(base: Mapping[str, str], ports: Ports, host: str, use_moto: bool) -> dict[str, str]:
+    """The environment every child gets: the caller's, with local defaults for what is unset."""
+    env = dict(base)
+    for key, value in DEFAULTS.items():
+        env.setdefault(key, value)
+    env.setdefault("TASKCAST_WATCH_SECRET", secrets.token_urlsafe(32))
+    env.setdefault("TASKCAST_REALTIME_URL", f"ws://{host}:{ports.realtime}")
+    if use_moto:
+        env["AWS_ENDPOINT_URL"] = f"http://{host}:{ports.moto}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def check_reachable(config: Config) -> None:
+    """Fail with instructions if RabbitMQ or Redis does not accept connections."""
+    for variable, url, default_port, start in (
+        ("TASKCAST_RABBITMQ_URL", config.rabbitmq, 5672, "rabbitmq-server -detached"),
+        ("TASKCAST_REDIS_URL", config.redis, 6379, "redis-server --daemonize yes"),
+    ):
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError as exc:
+            raise StackError(
+                f"cannot reach {host}:{port} ({variable}={url}): {exc.strerror or exc}.\n"
+                f"  Start it (for example `{start}`, or `docker compose up -d` for the containers),\n"
+                f"  or point {variable} at a running server."
+            ) from None
+
+
+def _chalice() -> str:
+    """The ``chalice`` command installed beside this interpreter (it has no ``-m`` entry)."""
+    beside = Path(sys.executable).with_name("chalice")
+    found = str(beside) if beside.exists() else shutil.which("chalice")
+    if found is None:
+        raise StackError("the chalice command is not installed: run `make install`")
+    return found
+
+
+def _wait_port(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+class Stack:
+    def __init__(self, env: Mapping[str, str], *, host: str = "127.0.0.1", ports: Ports = Ports(), workers: int = 2, output: TextIO | None = None) -> None:
+        self.use_moto = not env.get("AWS_ENDPOINT_URL")
+        self.host = host
+        self.ports = ports
+        self.workers = workers
+        self.env = stack_environment(env, ports, host, self.use_moto)
+        self.config = Config.from_env(self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys"))
+        self._output = output or sys.stdout
+        self._children: list[Child] = []
+        self._lock = threading.Lock()
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{self.host}:{self.ports.edge}"
+
+    @property
+    def realtime_url(self) -> str:
+        return self.config.realtime_url
+
+    def start(self, timeout_s: float = 60) -> None:
+        """Start every part and return once the edge and realtime service answer."""
+        check_reachable(self.config)
+        python = sys.executable
+        if self.use_moto:
+            self._spawn("moto", [python, "-m", "moto.server", "-H", self.host, "-p", str(self.ports.moto)])
+            if not _wait_port(self.host, self.ports.moto, timeout_s):
+                raise StackError(f"the moto server did not start on port {self.ports.moto}")
+        self._run_once("provision", [python, "-m", "infra"], timeout_s)
+        self._spawn(
+            "edge",
+            [_chalice(), "--project-dir", str(FUNCTIONS_DIR), "local",
+             "--host", self.host, "--port", str(self.ports.edge), "--stage", "local", "--no-autoreload"],
+        )
+        self._spawn("relay", [python, "-m", "worker_container"])
+        for n in range(1, self.workers + 1):
+            self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker"])
+        self._spawn("realtime", [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)])
+        self._wait_healthy(timeout_s)
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        probes = {
+            "edge": f"{self.edge_url}/health",
+            "realtime": f"http://{self.host}:{self.ports.realtime}/healthz",
+        }
+        while probes:
+            self.check_children()
+            for name, url in list(probes.items()):
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        del probes[name]
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{', '.join(probes)} did not become healthy in {timeout_s:.0f} s")
+            time.sleep(0.2)
+
+    def check_children(self) -> None:
+        """Raise :class:`StackError` if any child has exited."""
+        for child in self._children:
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(f"{child.name} exited with code {code}; see its log lines above")
+
+    def _run_once(self, name: str, argv: list[str], timeout_s: float) -> None:
+        child = self._spawn(name, argv)
+        try:
+            code = child.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise StackError(f"{name} did not finish in {timeout_s:.0f} s") from None
+        child.pump.join()
+        self._children.remove(child)
+        if code != 0:
+            raise StackError(f"{name} failed with code {code}; see its log lines above")
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        process = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            bufsize=1, start_new_session=True,  # Ctrl-C reaches us; we stop children in order
+        )
+        assert process.stdout is not None
+        pump = threading.Thread(target=self._pump, args=(name, process.stdout), daemon=True)
+        pump.start()
+        child = Child(name, process, pump)
+        self._children.append(child)
+        return child
+
+    def _pump(self, name: str, stream: IO[str]) -> None:
+        for line in stream:
+            with self._lock:
+                self._output.write(f"{name:<9}| {line}")
+                self._output.flush()
+
+    def stop(self, grace_s: float = 10) -> None:
+        """Stop every child, newest first: SIGTERM, then SIGKILL after ``grace_s``."""
+        for child in reversed(self._children):
+            if child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in reversed(self._children):
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", child.name, grace_s)
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+            child.pump.join(timeout=2)
+        self._children.clear()
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def up(env: Mapping[str, str], *, host: str, ports: Ports, workers: int) -> int:
+    """Run the stack until Ctrl-C or SIGTERM, or until a part dies."""
+    stop = threading.Event()
+    # Both explicitly: a shell that starts us in the background sets SIGINT to "ignore".
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack = Stack(env, host=host, ports=ports, workers=workers)
+    except Exception as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        with stack:
+            api_key = next(iter(stack.env["TASKCAST_API_KEYS"].split(","))).split("=")[0]
+            print(
+                f"\ntaskcast is up: API {stack.edge_url}  realtime {stack.realtime_url}\n"
+                f"  try: taskcast --url {stack.edge_url} --api-key {api_key} submit demo.sleep --watch\n"
+                "  Ctrl-C stops everything.\n",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                stack.check_children()
+            print("\nstopping...", flush=True)
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

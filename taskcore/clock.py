@@ -1,0 +1,20 @@
+"""Timestamps in the one form every part writes: ISO 8601, UTC, milliseconds, ``Z``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def iso(seconds: float) -> str:
+    """Format Unix time ``seconds`` as ``2026-11-23T10:00:00.123Z``.
+
+    Fixed width, so these strings sort in time order: DynamoDB's indexes rely on that.
+    """
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def now_iso() -> str:
+    """The current time in :func:`iso` form."""
+    return iso(time.time())

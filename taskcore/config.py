@@ -1,0 +1,174 @@
+"""Configuration, read once from the environment at start-up.
+
+One URL per backend: ``TASKCAST_RABBITMQ_URL``, ``TASKCAST_REDIS_URL`` and ``AWS_ENDPOINT_URL``
+(absent means real AWS). Each part states what it needs; a missing or malformed value fails at
+once with a :class:`~taskcore.errors.ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .names import Names
+
+Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys"]
+
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+MIN_SECRET_BYTES = 16
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Config:
+    namespace: str = "taskcast"
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    rabbitmq_url: str | None = None
+    redis_url: str | None = None
+    watch_secret: bytes | None = None
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    """Owner by SHA-256 of the API key, so the keys themselves are never held in memory twice."""
+    realtime_url: str = "ws://127.0.0.1:8765"
+    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
+    """Origins whose pages may open websockets; clients that send no Origin (CLI, SDK) may too."""
+    watch_token_ttl_s: int = 3600
+    task_ttl_s: int = 30 * 86400
+    event_log_ttl_s: int = 86400
+
+    @property
+    def names(self) -> Names:
+        return Names(self.namespace)
+
+    @property
+    def rabbitmq(self) -> str:
+        return _needed(self.rabbitmq_url, "TASKCAST_RABBITMQ_URL")
+
+    @property
+    def redis(self) -> str:
+        return _needed(self.redis_url, "TASKCAST_REDIS_URL")
+
+    @property
+    def secret(self) -> bytes:
+        return _needed(self.watch_secret, "TASKCAST_WATCH_SECRET")
+
+    def aws_client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for ``boto3.client``: one code path for AWS, LocalStack and moto."""
+        kwargs = {"region_name": self.region}
+        if self.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.aws_endpoint_url
+        return kwargs
+
+    def owner_of(self, api_key: str) -> str | None:
+        """The owner an API key belongs to, or ``None``."""
+        return self.api_keys.get(hashlib.sha256(api_key.encode()).hexdigest())
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, need: Collection[Need] = ()
+    ) -> Config:
+        """Read the configuration, failing on the first missing or malformed variable."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        namespace = get("TASKCAST_NAMESPACE") or "taskcast"
+        if not _NAMESPACE.match(namespace):
+            raise ConfigError(
+                "TASKCAST_NAMESPACE",
+                f"{namespace!r} must be 1-40 lowercase letters, digits or '-', starting with a letter",
+            )
+        rabbitmq = _url(get("TASKCAST_RABBITMQ_URL"), "TASKCAST_RABBITMQ_URL", {"amqp", "amqps"})
+        redis = _url(get("TASKCAST_REDIS_URL"), "TASKCAST_REDIS_URL", {"redis", "rediss", "unix"})
+        endpoint = _url(get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL", {"http", "https"})
+        realtime = _url(get("TASKCAST_REALTIME_URL"), "TASKCAST_REALTIME_URL", {"ws", "wss"})
+        secret = get("TASKCAST_WATCH_SECRET")
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                "TASKCAST_WATCH_SECRET", f"must be at least {MIN_SECRET_BYTES} bytes long"
+            )
+        config = cls(
+            namespace=namespace,
+            region=get("AWS_REGION") or get("AWS_DEFAULT_REGION") or "us-east-1",
+            aws_endpoint_url=endpoint,
+            rabbitmq_url=rabbitmq,
+            redis_url=redis,
+            watch_secret=None if secret is None else secret.encode(),
+            api_keys=_api_keys(get("TASKCAST_API_KEYS")),
+            realtime_url=realtime or "ws://127.0.0.1:8765",
+            allowed_origins=_origins(get("TASKCAST_ALLOWED_ORIGINS")) or cls.allowed_origins,
+            watch_token_ttl_s=_seconds(get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600),
+            task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", 30 * 86400),
+            event_log_ttl_s=_seconds(get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400),
+        )
+        for needed, variable, value in (
+            ("rabbitmq", "TASKCAST_RABBITMQ_URL", config.rabbitmq_url),
+            ("redis", "TASKCAST_REDIS_URL", config.redis_url),
+            ("watch_secret", "TASKCAST_WATCH_SECRET", config.watch_secret),
+            ("api_keys", "TASKCAST_API_KEYS", config.api_keys or None),
+        ):
+            if needed in need and value is None:
+                raise ConfigError(variable, "is not set")
+        return config
+
+
+def _needed(value: _T | None, variable: str) -> _T:
+    # Reached only when a part forgot to declare what it needs: still fail naming the variable.
+    if value is None:
+        raise ConfigError(variable, "is not set")
+    return value
+
+
+def _url(value: str | None, variable: str, schemes: set[str]) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        allowed = ", ".join(sorted(f"{s}://" for s in schemes))
+        raise ConfigError(variable, f"{value!r} is not a URL starting with {allowed}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(variable, f"{value!r} has no host")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ConfigError(variable, f"{value!r} has a malformed port") from None
+    return value
+
+
+def _seconds(value: str | None, variable: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(variable, f"{value!r} must be a positive whole number of seconds")
+    return int(value)
+
+
+def _origins(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if _url(origin, "TASKCAST_ALLOWED_ORIGINS", {"http", "https"}) and urlsplit(origin).path:
+            raise ConfigError("TASKCAST_ALLOWED_ORIGINS", f"{origin!r} must be scheme://host[:port] only")
+    return origins
+
+
+def _api_keys(value: str | None) -> dict[str, str]:
+    """Parse ``key=owner,key=owner`` into owners by key hash."""
+    if value is None:
+        return {}
+    keys: dict[str, str] = {}
+    for entry in value.split(","):
+        key, sep, owner = entry.strip().partition("=")
+        if not sep or not key or not owner:
+            raise ConfigError("TASKCAST_API_KEYS", "must be a comma-separated list of KEY=OWNER")
+        keys[hashlib.sha256(key.encode()).hexdigest()] = owner
+    return keys

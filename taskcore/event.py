@@ -1,0 +1,147 @@
+"""Task events: the versioned JSON that carries every state change and progress tick.
+
+An event's ``seq`` and ``epoch`` are stamped by the event log when it is appended, not by the
+writer: ``seq`` rises by one per task with every event, and ``epoch`` names the log it belongs
+to, so a client whose cursor comes from a lost log can tell and ask for a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from .clock import now_iso
+from .errors import EventDecodeError
+from .status import Status
+from .task import Progress, Task, TaskError
+
+EVENT_VERSION = 1
+
+
+class EventKind(StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in a task's event log: the last ``seq`` seen in log ``epoch``.
+
+    ``epoch`` is ``None`` before the task's log exists (no event yet).
+    """
+
+    epoch: str | None
+    seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cursor:
+        """Parse a client's cursor, refusing anything that is not ``{"epoch", "seq"}``."""
+        if not isinstance(data, dict):
+            raise EventDecodeError("cursor must be an object with epoch and seq")
+        epoch, seq = data.get("epoch"), data.get("seq")
+        if epoch is not None and not isinstance(epoch, str):
+            raise EventDecodeError("cursor.epoch must be a string or null")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise EventDecodeError("cursor.seq must be a non-negative integer")
+        return cls(epoch, seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to a task, as watchers receive it."""
+
+    task_id: str
+    kind: EventKind
+    status: Status
+    attempt: int
+    progress: Progress
+    ts: str
+    result: Any = None
+    error: TaskError | None = None
+    seq: int = 0
+    epoch: str = ""
+
+    @classmethod
+    def status_of(cls, task: Task) -> Event:
+        """The status event that announces ``task`` as it now is."""
+        return cls(
+            task_id=task.task_id,
+            kind=EventKind.STATUS,
+            status=task.status,
+            attempt=task.attempt,
+            progress=task.progress,
+            ts=now_iso(),
+            result=task.result if task.status is Status.SUCCEEDED else None,
+            error=task.error,
+        )
+
+    @classmethod
+    def progress_of(cls, task: Task) -> Event:
+        """The progress event for ``task``'s current progress."""
+        return replace(cls.status_of(task), kind=EventKind.PROGRESS)
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.epoch, self.seq)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "v": EVENT_VERSION,
+            "task_id": self.task_id,
+            "seq": self.seq,
+            "epoch": self.epoch,
+            "kind": str(self.kind),
+            "status": str(self.status),
+            "attempt": self.attempt,
+            "progress": self.progress.to_json(),
+            "ts": self.ts,
+        }
+        if self.result is not None:
+            data["result"] = self.result
+        if self.error is not None:
+            data["error"] = self.error.to_json()
+        return data
+
+    def encode(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    def encode_unstamped(self) -> str:
+        """The JSON without ``seq`` and ``epoch``, for the event log to stamp on append."""
+        data = self.to_json()
+        del data["seq"], data["epoch"]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: Any) -> Event:
+        if not isinstance(data, dict):
+            raise EventDecodeError("an event must be a JSON object")
+        if data.get("v") != EVENT_VERSION:
+            raise EventDecodeError(f"unsupported event version {data.get('v')!r}")
+        try:
+            return cls(
+                task_id=str(data["task_id"]),
+                kind=EventKind(data["kind"]),
+                status=Status(data["status"]),
+                attempt=int(data["attempt"]),
+                progress=Progress.from_json(data.get("progress")),
+                ts=str(data["ts"]),
+                result=data.get("result"),
+                error=TaskError.from_json(data.get("error")),
+                seq=int(data["seq"]),
+                epoch=str(data["epoch"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EventDecodeError(f"malformed event: {exc!r}") from exc
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Event:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise EventDecodeError(f"an event must be JSON: {exc}") from exc
+        return cls.from_json(data)

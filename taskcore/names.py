@@ -1,0 +1,74 @@
+"""Names of every shared resource, derived from one namespace.
+
+The default namespace ``taskcast`` gives the names in DESIGN.md (exchange ``taskcast``, queue
+``taskcast.tasks``, ...). Tests and side-by-side deployments pick another namespace and so share
+nothing with anyone else on the same broker, Redis or account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalogue import Priority
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str = "taskcast"
+
+    # RabbitMQ
+    @property
+    def exchange(self) -> str:
+        return self.namespace
+
+    @property
+    def tasks_queue(self) -> str:
+        return f"{self.namespace}.tasks"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @staticmethod
+    def submitted_key(task_type: str) -> str:
+        """The routing key a submitted task is published with."""
+        return f"task.submitted.{task_type}"
+
+    SUBMITTED_PATTERN = "task.submitted.#"
+
+    # RQ, one queue per priority
+    def rq_queue(self, priority: Priority) -> str:
+        return f"{self.namespace}.{priority}"
+
+    @property
+    def rq_queues(self) -> list[str]:
+        """Worker queues in the order workers serve them."""
+        return [self.rq_queue(p) for p in Priority]
+
+    # Redis event log, per task. The braces are a cluster hash tag: a task's stream and meta
+    # key share a slot, so the one Lua script that appends to both also works on Redis Cluster.
+    def event_stream(self, task_id: str) -> str:
+        return f"{self.namespace}:events:{{{task_id}}}"
+
+    def event_meta(self, task_id: str) -> str:
+        return f"{self.namespace}:eventlog:{{{task_id}}}"
+
+    def event_channel(self, task_id: str) -> str:
+        return f"{self.namespace}:live:{task_id}"
+
+    # AWS
+    @property
+    def tasks_table(self) -> str:
+        return f"{self.namespace}-tasks"
+
+    @property
+    def idempotency_table(self) -> str:
+        return f"{self.namespace}-idempotency"
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.namespace}-results"

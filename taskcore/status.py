@@ -1,0 +1,54 @@
+"""The task lifecycle: statuses and the transitions allowed between them.
+
+``pending -> queued -> running -> succeeded | failed | cancelled``, plus
+``running -> retrying -> running`` for an attempt that failed and will be tried again.
+Terminal statuses never change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import TransitionError
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+# ``failed`` is reachable from every live status because a task can be given up on before it
+# runs (its message was dead-lettered, or the sweeper finds it lost), not only after an attempt.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
+    Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.RETRYING}
+    ),
+    Status.RETRYING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def can_transition(source: Status, target: Status) -> bool:
+    """Tell whether the lifecycle allows ``source -> target``."""
+    return target in TRANSITIONS[source]
+
+
+def check_transition(source: Status, target: Status) -> None:
+    """Raise :class:`TransitionError` unless the lifecycle allows ``source -> target``."""
+    if not can_transition(source, target):
+        raise TransitionError(f"a task cannot go from {source} to {target}")

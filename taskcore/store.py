@@ -1,0 +1,231 @@
+"""The task table: create, read, list, and fenced transitions of task records in DynamoDB.
+
+The store is given a boto3 DynamoDB *client* rather than importing boto3, so this package stays
+standard library only; the edge, the workers and the realtime service share these exact
+queries and conditions.
+
+Every write after creation is conditional on the status and attempt the writer last read.
+A writer that loses the condition gets :class:`~taskcore.errors.ConditionLost`: someone else
+moved the task first (a duplicate delivery, a stale worker, a cancel), and the write is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConditionLost, ValidationError
+from .status import Status, check_transition
+from .task import Item, Progress, Task
+
+BY_OWNER = "by_owner"
+BY_STATUS = "by_status"
+
+
+def tasks_table_definition(name: str) -> dict[str, Any]:
+    """``create_table`` arguments for the task table: key, indexes (newest first) and billing."""
+
+    def index(index_name: str, partition: str) -> dict[str, Any]:
+        return {
+            "IndexName": index_name,
+            "KeySchema": [
+                {"AttributeName": partition, "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "task_id", "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "task_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [index(BY_OWNER, "owner"), index(BY_STATUS, "status")],
+    }
+
+
+EXPIRY_ATTRIBUTE = "expires_at"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor of the next, if there may be one."""
+
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+class TaskStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def create(self, task: Task) -> None:
+        """Write a new record; fails with :class:`ConditionLost` if the id exists already."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=task.to_item(),
+                ConditionExpression="attribute_not_exists(task_id)",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ConditionLost(f"task {task.task_id} exists already") from None
+
+    def get(self, task_id: str) -> Task | None:
+        """The record as it is now (a strongly consistent read), or ``None``."""
+        response = self._client.get_item(
+            TableName=self._table, Key={"task_id": {"S": task_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if item is None else Task.from_item(item)
+
+    def transition(self, task: Task, target: Status, **changes: Any) -> Task:
+        """Move ``task``, as last read, to ``target``; return the record as written.
+
+        Conditional on the record still having ``task``'s status and attempt.
+        """
+        check_transition(task.status, target)
+        return self._write(task, task.with_status(target, **changes))
+
+    def report_progress(self, task: Task, progress: Progress) -> Task:
+        """Record progress of the running attempt; never lets it go backwards."""
+        new = task.with_status(task.status, progress=progress)
+        return self._write(
+            task,
+            new,
+            extra_condition="progress_percent <= :new_percent",
+            extra_values={":new_percent": {"N": repr(float(progress.percent))}},
+        )
+
+    def _write(
+        self,
+        old: Task,
+        new: Task,
+        *,
+        extra_condition: str | None = None,
+        extra_values: Item | None = None,
+    ) -> Task:
+        before, after = old.to_item(), new.to_item()
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        removed = [k for k in before if k not in after]
+        names = {f"#f{i}": k for i, k in enumerate([*changed, *removed])}
+        by_field = {v: k for k, v in names.items()}
+        values: Item = {f":v{i}": v for i, v in enumerate(changed.values())}
+        expression = "SET " + ", ".join(f"{by_field[k]} = :v{i}" for i, k in enumerate(changed))
+        if removed:
+            expression += " REMOVE " + ", ".join(by_field[k] for k in removed)
+        names |= {"#status": "status", "#attempt": "attempt"}
+        values |= {":old_status": {"S": str(old.status)}, ":old_attempt": {"N": str(old.attempt)}}
+        condition = "#status = :old_status AND #attempt = :old_attempt"
+        if extra_condition:
+            condition += f" AND {extra_condition}"
+            values |= extra_values or {}
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"task_id": {"S": old.task_id}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ConditionLost(
+                f"task {old.task_id} is no longer {old.status} at attempt {old.attempt}"
+            ) from None
+        return Task.from_item(response["Attributes"])
+
+    def list_by_owner(
+        self,
+        owner: str,
+        *,
+        status: Status | None = None,
+        task_type: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        """The owner's tasks, newest first, optionally filtered, ``limit`` at a time.
+
+        Filters are applied after DynamoDB reads a page, so this keeps reading until it has
+        ``limit`` tasks or the index is exhausted; the cursor is the key of the last task given.
+        """
+        names = {"#owner": "owner"}
+        values: Item = {":owner": {"S": owner}}
+        filters = []
+        if status is not None:
+            names["#status"] = "status"
+            values[":status"] = {"S": str(status)}
+            filters.append("#status = :status")
+        if task_type is not None:
+            names["#type"] = "type"
+            values[":type"] = {"S": task_type}
+            filters.append("#type = :type")
+        start = None if cursor is None else _decode_cursor(cursor, owner)
+        tasks: list[Task] = []
+        more = False
+        while len(tasks) < limit:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": BY_OWNER,
+                "KeyConditionExpression": "#owner = :owner",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+                "Limit": limit - len(tasks),
+            }
+            if filters:
+                query["FilterExpression"] = " AND ".join(filters)
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            response = self._client.query(**query)
+            tasks.extend(Task.from_item(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            more = start is not None
+            if not more:
+                break
+        next_cursor = _encode_cursor(tasks[-1]) if tasks and more else None
+        return Page(tasks, next_cursor)
+
+    def iter_by_status(self, status: Status) -> Iterator[Task]:
+        """Every task in ``status``, newest first (for repair jobs; reads the whole index)."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_STATUS,
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": str(status)}},
+            "ScanIndexForward": False,
+        }
+        while True:
+            response = self._client.query(**query)
+            yield from (Task.from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _encode_cursor(task: Task) -> str:
+    key = {"task_id": task.task_id, "owner": task.owner, "created_at": task.created_at}
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str, owner: str) -> Item:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        parsed = {name: {"S": str(key[name])} for name in ("task_id", "owner", "created_at")}
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValidationError("cursor is not one this API gave out", field="cursor") from None
+    # A cursor names a position in one owner's index; never let it walk another's.
+    if parsed["owner"]["S"] != owner:
+        raise ValidationError("cursor is not one this API gave out", field="cursor")
+    return parsed

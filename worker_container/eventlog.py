@@ -1,0 +1,67 @@
+"""The per-task event log in Redis: a bounded stream for replay and a channel for live delivery.
+
+:meth:`EventLog.append` stamps the event with the task's next ``seq`` and the log's ``epoch``,
+adds it to the stream and publishes it, in one Lua script: watchers can never see an event on
+the channel that replay would not also give them, or the other way round, or two events with
+one ``seq``. If Redis lost the log, the next append starts a new epoch at ``seq`` 1, and
+watchers holding a cursor of the old epoch know to take a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from redis import Redis
+
+from taskcore.event import Event
+from taskcore.names import Names
+
+MAX_EVENTS = 1000
+"""Events kept per task; an approximate cap (Redis trims whole nodes)."""
+
+LIVE_TTL_S = 7 * 86400
+"""How long the log of an unfinished task lives without a new event: longer than any task runs."""
+
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local event = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[2], 2)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', event)
+redis.call('PUBLISH', ARGV[4], event)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return {epoch, seq}
+"""
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class EventLog:
+    def __init__(self, redis: Redis, names: Names, ended_ttl_s: int) -> None:
+        self._names = names
+        self._ended_ttl_s = ended_ttl_s
+        self._append = redis.register_script(_APPEND)
+
+    def append(self, event: Event) -> Event:
+        """Append ``event`` to its task's log and publish it; return it stamped."""
+        ttl = self._ended_ttl_s if event.status.is_terminal else LIVE_TTL_S
+        task_id = event.task_id
+        epoch, seq = self._append(
+            keys=[self._names.event_meta(task_id), self._names.event_stream(task_id)],
+            args=[
+                new_epoch(),
+                event.encode_unstamped(),
+                MAX_EVENTS,
+                self._names.event_channel(task_id),
+                ttl,
+            ],
+        )
+        stamped_epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return replace(event, seq=int(seq), epoch=stamped_epoch)

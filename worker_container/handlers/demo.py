@@ -1,0 +1,30 @@
+"""The demo handlers: ``demo.sleep`` (seeds 000 and 002) and ``demo.noop``."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from ..context import TaskContext
+from . import HandlerError, handler
+
+
+@handler("demo.sleep")
+def sleep(ctx: TaskContext) -> dict[str, Any]:
+    """Work for ``seconds`` (random 1-10 s if absent) in ``steps``, then fail with ``fail_rate``."""
+    seconds = ctx.payload.get("seconds")
+    if seconds is None:
+        seconds = random.uniform(1, 10)
+    steps = int(ctx.payload.get("steps", 5))
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        ctx.progress(100 * step / steps, f"step {step} of {steps}")
+    if random.random() < float(ctx.payload.get("fail_rate", 0.1)):
+        raise HandlerError(f"simulated failure after {seconds:.2f} s")
+    return {"slept_s": round(seconds, 3)}
+
+
+@handler("demo.noop")
+def noop(ctx: TaskContext) -> None:
+    return None

@@ -1,0 +1,98 @@
+"""The RQ job that runs one attempt of one task: fenced start, handler, fenced end.
+
+Its RQ job id is the task id. The job trusts nothing about why it was called: it reads the record
+and runs only a task that is waiting to run. A duplicate job, or one left over from a task that
+someone else already moved on, finds the record in another state and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from rq.timeouts import JobTimeoutException
+
+from taskcore.catalogue import MAX_PAYLOAD_BYTES
+from taskcore.clock import now_iso
+from taskcore.errors import ConditionLost
+from taskcore.event import Event
+from taskcore.status import Status
+from taskcore.task import Progress, Task, TaskError
+
+from . import services
+from .context import TaskContext
+from .handlers import HANDLERS, HandlerError
+
+log = logging.getLogger(__name__)
+
+RUNNABLE = frozenset({Status.QUEUED, Status.RETRYING})
+
+
+def run_task(task_id: str) -> None:
+    """Run the next attempt of ``task_id`` if the record says it is waiting for one."""
+    svc = services.current()
+    task = svc.store.get(task_id)
+    if task is None:
+        log.error("task %s: no record; dropping its job", task_id)
+        return
+    if task.status not in RUNNABLE:
+        log.warning("task %s is %s; a duplicate or stale job, not running it", task_id, task.status)
+        return
+    try:
+        task = svc.store.transition(
+            task,
+            Status.RUNNING,
+            attempt=task.attempt + 1,
+            started_at=now_iso(),
+            progress=Progress(),
+            error=None,
+        )
+    except ConditionLost:
+        log.warning("task %s: another job started it first; not running it", task_id)
+        return
+    svc.events.append(Event.status_of(task))
+    log.info("task %s (%s) attempt %d started [trace %s]", task_id, task.type, task.attempt, task.trace_id)
+
+    ctx = TaskContext(task, svc)
+    outcome: Status
+    changes: dict[str, Any]
+    try:
+        result = HANDLERS[task.type](ctx)
+        _check_result(result)
+    except JobTimeoutException:
+        outcome, changes = Status.FAILED, _failure("timeout", f"attempt ran over {task.timeout_s} s")
+    except HandlerError as exc:
+        outcome, changes = Status.FAILED, _failure("HandlerError", str(exc))
+    except Exception as exc:
+        log.warning("task %s: handler raised", task_id, exc_info=True)
+        outcome, changes = Status.FAILED, _failure(type(exc).__name__, str(exc))
+    else:
+        outcome = Status.SUCCEEDED
+        changes = {"result": result, "progress": Progress(100.0, "done")}
+    _finish(ctx, outcome, changes)
+
+
+def _failure(kind: str, message: str) -> dict[str, Any]:
+    return {"error": TaskError(kind, message[:2000])}
+
+
+def _check_result(result: Any) -> None:
+    size = len(json.dumps(result, separators=(",", ":")).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"result is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+
+
+def _finish(ctx: TaskContext, outcome: Status, changes: dict[str, Any]) -> Task | None:
+    svc = services.current()
+    try:
+        task = svc.store.transition(ctx.task, outcome, finished_at=now_iso(), **changes)
+    except ConditionLost:
+        log.warning(
+            "task %s: attempt %d ended %s but the task moved on; result dropped",
+            ctx.task_id, ctx.attempt, outcome,
+        )
+        return None
+    svc.events.append(Event.status_of(task))
+    log.info("task %s attempt %d %s", ctx.task_id, task.attempt, outcome)
+    return task

@@ -1,0 +1,190 @@
+"""The relay: moves accepted tasks from RabbitMQ into RQ, exactly once per task.
+
+For each message: read the record; if it is ``pending``, mark it ``queued`` (conditional write)
+and emit the event; make sure the RQ job exists (``unique`` enqueue, job id = task id); then ack.
+Marking and emitting come before the enqueue so that the ``queued`` event always precedes the
+worker's ``running`` one in the task's log. Every step tolerates having been done before, so a
+message redelivered after a crash at any point finishes the work without doing any of it twice.
+
+What cannot be parsed, names no record, or names an unknown type is published to the dead-letter
+exchange with the reason in its headers, then acked: never requeued into a hot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from rq.exceptions import DuplicateJobError
+
+from taskcore import logs
+from taskcore.catalogue import CATALOGUE
+from taskcore.clock import now_iso
+from taskcore.config import Config
+from taskcore.errors import ConditionLost, ValidationError
+from taskcore.event import Event
+from taskcore.message import Submitted
+from taskcore.status import Status
+from taskcore.task import Task, TaskError
+
+from . import services
+from .handlers import HANDLERS
+from .job import run_task
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-taskcast-reason"
+RESULT_TTL_S = 3600
+"""How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with a message: ack it, or dead-letter it for ``reason``."""
+
+    dead_reason: str | None = None
+
+
+ACK = Outcome()
+
+
+class Relay:
+    """The broker-independent part: what one message means for its task."""
+
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+
+    def relay(self, body: bytes) -> Outcome:
+        try:
+            message = Submitted.decode(body)
+        except ValidationError as exc:
+            return Outcome(f"unparseable: {exc}")
+        task = self._svc.store.get(message.task_id)
+        if task is None:
+            return Outcome(f"no record for task {message.task_id}")
+        if task.type not in CATALOGUE or task.type not in HANDLERS:
+            self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
+            return Outcome(f"unknown task type {task.type!r}")
+        if task.status is Status.PENDING:
+            try:
+                task = self._svc.store.transition(task, Status.QUEUED)
+            except ConditionLost:
+                # Someone else (a duplicate delivery, a cancel) moved it first: see where it is.
+                refreshed = self._svc.store.get(task.task_id)
+                assert refreshed is not None
+                task = refreshed
+            else:
+                self._svc.events.append(Event.status_of(task))
+        if task.status is Status.QUEUED:
+            self._enqueue(task)
+        else:
+            log.info("task %s is %s already; acking the duplicate message", task.task_id, task.status)
+        return ACK
+
+    def _enqueue(self, task: Task) -> None:
+        try:
+            self._svc.queues[task.priority].enqueue(
+                run_task,
+                task.task_id,
+                job_id=task.task_id,
+                unique=True,
+                job_timeout=task.timeout_s,
+                result_ttl=RESULT_TTL_S,
+                description=f"{task.type} {task.task_id}",
+            )
+        except DuplicateJobError:
+            log.info("task %s: RQ job exists already", task.task_id)
+        else:
+            log.info("task %s (%s) queued on %s [trace %s]", task.task_id, task.type, task.priority, task.trace_id)
+
+    def _fail(self, task: Task, error: TaskError) -> None:
+        if task.status.is_terminal:
+            return
+        try:
+            failed = self._svc.store.transition(task, Status.FAILED, error=error, finished_at=now_iso())
+        except ConditionLost:
+            return
+        self._svc.events.append(Event.status_of(failed))
+
+
+class RelayService:
+    """The AMQP side: consume with a bounded prefetch, run :class:`Relay` off the event loop."""
+
+    def __init__(self, config: Config, relay: Relay, prefetch: int = 16) -> None:
+        self._config = config
+        self._relay = relay
+        self._prefetch = prefetch
+        self._channel: AbstractChannel | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        names = self._config.names
+        connection = await aio_pika.connect_robust(self._config.rabbitmq)
+        async with connection:
+            self._channel = channel = await connection.channel(on_return_raises=True)
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await channel.get_queue(names.tasks_queue, ensure=True)
+            self._dead = await channel.get_exchange(names.dead_exchange, ensure=True)
+            tag = await queue.consume(self._on_message)
+            log.info("relay consuming %s (prefetch %d)", names.tasks_queue, self._prefetch)
+            await stop.wait()
+            # Stop taking new messages, then let those in hand finish: nothing is dropped, and
+            # whatever is unacked when the connection closes goes back to the queue.
+            await queue.cancel(tag)
+            if self._in_flight:
+                await asyncio.wait(self._in_flight, timeout=30)
+        log.info("relay stopped")
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self._in_flight.add(current)
+        try:
+            await self._handle(message)
+        finally:
+            self._in_flight.discard(current)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            outcome = await asyncio.to_thread(self._relay.relay, message.body)
+        except Exception:
+            log.error("task %s: relay failed; requeueing", message.message_id, exc_info=True)
+            await asyncio.sleep(1)  # don't spin on a backend that is down
+            await message.nack(requeue=True)
+            return
+        if outcome.dead_reason is not None:
+            log.warning("message %s dead-lettered: %s", message.message_id, outcome.dead_reason)
+            await self._dead.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers={**(message.headers or {}), REASON_HEADER: outcome.dead_reason},
+                    message_id=message.message_id,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=message.routing_key or "unknown",
+            )
+        await message.ack()
+
+
+async def _serve(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await RelayService(config, Relay(services.current())).run(stop)
+
+
+def main() -> None:
+    logs.setup()
+    config = Config.from_env(need=("rabbitmq", "redis"))
+    asyncio.run(_serve(config))
+
+
+if __name__ == "__main__":
+    main()
