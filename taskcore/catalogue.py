@@ -100,9 +100,9 @@ class TaskType:
             )
         unknown = sorted(set(payload) - set(self._by_name))
         if unknown:
+            fields = ", ".join(f"payload.{name}" for name in unknown)
             raise ValidationError(
-                f"payload has unknown field(s) {', '.join(unknown)} for type {self.name}; "
-                f"known: {', '.join(self._by_name) or 'none'}",
+                f"{fields}: not a field of {self.name}; its fields: {', '.join(self._by_name) or 'none'}",
                 field=f"payload.{unknown[0]}",
             )
         clean: dict[str, Any] = {}

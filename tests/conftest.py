@@ -1,0 +1,120 @@
+"""Fixtures shared by every test: isolated names, the real brokers, moto for AWS.
+
+Each test gets its own namespace, so its exchange, queues, tables and Redis keys are its own;
+Redis tests use database ``TEST_REDIS_DB`` and flush it afterwards. RabbitMQ and Redis must be
+running (``make services`` starts them); a test that needs one that is down fails and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aio_pika
+import boto3
+import pytest
+import redis
+from moto import mock_aws
+
+from infra import broker, dynamodb
+from taskcore.config import Config
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+TEST_REDIS_DB = 13
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
+WATCH_SECRET = "test-secret-that-is-long-enough"
+API_KEYS = "alice-key=alice,bob-key=bob"
+
+
+def _require(host: str, port: int, what: str) -> None:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        pytest.fail(f"{what} is not running on {host}:{port}: start it with `make services`")
+
+
+@pytest.fixture(autouse=True)
+def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials, so no test can ever reach a real AWS account."""
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def env(namespace: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a taskcast process in this test's namespace, also set on this process."""
+    values = {
+        "TASKCAST_NAMESPACE": namespace,
+        "TASKCAST_RABBITMQ_URL": RABBITMQ_URL,
+        "TASKCAST_REDIS_URL": REDIS_URL,
+        "TASKCAST_WATCH_SECRET": WATCH_SECRET,
+        "TASKCAST_API_KEYS": API_KEYS,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def config(env: dict[str, str]) -> Config:
+    return Config.from_env(env, need=("rabbitmq", "redis", "watch_secret", "api_keys"))
+
+
+@pytest.fixture
+def aws(config: Config) -> Iterator[Any]:
+    """moto in this process, with the task and idempotency tables made; yields a DynamoDB client."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=config.region)
+        dynamodb.ensure_tables(client, config.names.tasks_table, config.names.idempotency_table)
+        yield client
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    _require("127.0.0.1", 6379, "Redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+async def amqp(config: Config) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A channel to the real RabbitMQ with this test's topology declared, deleted afterwards."""
+    _require("127.0.0.1", 5672, "RabbitMQ")
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        await broker.declare_topology(channel, config.names)
+        yield channel
+        await broker.delete_topology(channel, config.names)
+
+
+async def drain(queue: aio_pika.abc.AbstractQueue, timeout_s: float = 5.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Every message on ``queue`` (acked), waiting up to ``timeout_s`` for the first."""
+    messages = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        message = await queue.get(fail=False)
+        if message is not None:
+            await message.ack()
+            messages.append(message)
+            continue
+        if messages or asyncio.get_running_loop().time() > deadline:
+            return messages
+        await asyncio.sleep(0.05)

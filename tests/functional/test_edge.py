@@ -1,0 +1,211 @@
+"""The HTTP edge through chalice's test client, with moto for DynamoDB and the real RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taskcore import token
+from taskcore.config import Config
+from taskcore.message import Submitted
+from taskcore.store import TaskStore
+from tests.conftest import WATCH_SECRET, drain
+
+ALICE = {"X-Api-Key": "alice-key", "Content-Type": "application/json"}
+BOB = {"X-Api-Key": "bob-key", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def edge(aws: Any, amqp: aio_pika.abc.AbstractChannel) -> Iterator[Client]:
+    import app
+    from chalicelib import services
+
+    services.reset()
+    with Client(app.app) as client:
+        yield client
+    services.reset()
+
+
+def submit(edge: Client, body: Any, headers: dict[str, str] = ALICE) -> Any:
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return edge.http.post("/tasks", headers=headers, body=raw)
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    return dict(json.loads(response.body)["error"])
+
+
+async def test_submit_answers_202_with_the_task_location_and_a_watch_token(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    response = submit(edge, {"type": "demo.sleep", "payload": {"seconds": 1}, "priority": "high"})
+
+    assert response.status_code == 202
+    body = json.loads(response.body)
+    task = body["task"]
+    assert task["status"] == "pending"
+    assert task["payload"] == {"seconds": 1, "fail_rate": 0.1, "steps": 5}
+    assert task["priority"] == "high"
+    assert response.headers["Location"] == f"/tasks/{task['task_id']}"
+    claims = token.verify(WATCH_SECRET.encode(), body["watch"]["token"], task["task_id"])
+    assert claims.owner == "alice"
+    assert body["watch"]["url"] == config.realtime_url
+    stored = TaskStore(aws, config.names.tasks_table).get(task["task_id"])
+    assert stored is not None and stored.owner == "alice"
+
+    queue = await amqp.get_queue(config.names.tasks_queue)
+    messages = await drain(queue)
+    assert len(messages) == 1
+    message = messages[0]
+    assert Submitted.decode(message.body) == Submitted(task["task_id"], "demo.sleep", stored.trace_id)
+    assert message.message_id == task["task_id"]
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.routing_key == "task.submitted.demo.sleep"
+
+
+@pytest.mark.parametrize("headers", [{"Content-Type": "application/json"}, {**ALICE, "X-Api-Key": "wrong"}])
+def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) -> None:
+    response = submit(edge, {"type": "demo.noop"}, headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ("{not json", 400, None),
+        ("[1, 2]", 400, None),
+        ("", 400, None),
+        ({"type": "demo.nope"}, 422, "type"),
+        ({"payload": {}}, 422, "type"),
+        ({"type": "demo.sleep", "payload": {"seconds": "ten"}}, 422, "payload.seconds"),
+        ({"type": "demo.sleep", "payload": {"secs": 1}}, 422, "payload.secs"),
+        ({"type": "demo.sleep", "payload": []}, 422, "payload"),
+        ({"type": "demo.noop", "priority": "urgent"}, 422, "priority"),
+        ({"type": "demo.noop", "colour": "red"}, 422, "colour"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, "payload"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 200_000}}, 413, None),
+    ],
+)
+async def test_bad_input_gets_a_4xx_that_says_what_is_wrong_and_stores_nothing(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config,
+    body: Any, status: int, field: str | None,
+) -> None:
+    response = submit(edge, body)
+    assert response.status_code == status
+    error = error_of(response)
+    assert error["message"]
+    assert error.get("field") == field
+    assert aws.scan(TableName=config.names.tasks_table)["Count"] == 0
+    assert await drain(await amqp.get_queue(config.names.tasks_queue), timeout_s=0.2) == []
+
+
+def test_an_owner_reads_its_task_and_nobody_else_can(edge: Client) -> None:
+    task_id = json.loads(submit(edge, {"type": "demo.noop"}).body)["task"]["task_id"]
+
+    mine = edge.http.get(f"/tasks/{task_id}", headers=ALICE)
+    assert mine.status_code == 200
+    assert json.loads(mine.body)["task"]["task_id"] == task_id
+    assert edge.http.get(f"/tasks/{task_id}", headers=BOB).status_code == 404
+    assert edge.http.get("/tasks/not-a-uuid", headers=ALICE).status_code == 404
+    assert edge.http.get("/tasks/9f0c3a1e-0000-4000-8000-000000000001", headers=ALICE).status_code == 404
+
+
+def test_a_fresh_watch_token_is_minted_for_the_owner_only(edge: Client) -> None:
+    task_id = json.loads(submit(edge, {"type": "demo.noop"}).body)["task"]["task_id"]
+    response = edge.http.post(f"/tasks/{task_id}/watch", headers=ALICE)
+    assert response.status_code == 200
+    token.verify(WATCH_SECRET.encode(), json.loads(response.body)["watch"]["token"], task_id)
+    assert edge.http.post(f"/tasks/{task_id}/watch", headers=BOB).status_code == 404
+
+
+def test_listing_is_the_owners_newest_first_filtered_and_paged(edge: Client) -> None:
+    ids = [json.loads(submit(edge, {"type": t}).body)["task"]["task_id"] for t in ["demo.noop", "demo.sleep"] * 3]
+    submit(edge, {"type": "demo.noop"}, BOB)
+
+    everything = json.loads(edge.http.get("/tasks?limit=100", headers=ALICE).body)
+    assert [t["task_id"] for t in everything["tasks"]] == ids[::-1]
+    assert everything["next_cursor"] is None
+
+    sleeps = json.loads(edge.http.get("/tasks?type=demo.sleep", headers=ALICE).body)["tasks"]
+    assert [t["task_id"] for t in sleeps] == ids[1::2][::-1]
+    assert json.loads(edge.http.get("/tasks?status=running", headers=ALICE).body)["tasks"] == []
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "/tasks?limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = json.loads(edge.http.get(query, headers=ALICE).body)
+        seen += [t["task_id"] for t in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("?limit=0", "limit"), ("?limit=abc", "limit"), ("?status=done", "status"), ("?type=nope", "type"), ("?cursor=garbage", "cursor")],
+)
+def test_bad_list_queries_are_422(edge: Client, query: str, field: str) -> None:
+    response = edge.http.get(f"/tasks{query}", headers=ALICE)
+    assert response.status_code == 422
+    assert error_of(response)["field"] == field
+
+
+def test_another_owners_cursor_is_refused(edge: Client) -> None:
+    for _ in range(3):
+        submit(edge, {"type": "demo.noop"}, BOB)
+    cursor = json.loads(edge.http.get("/tasks?limit=1", headers=BOB).body)["next_cursor"]
+    assert cursor is not None
+    assert edge.http.get(f"/tasks?cursor={cursor}", headers=ALICE).status_code == 422
+
+
+async def test_when_the_broker_refuses_the_answer_is_503_and_the_task_says_failed(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    await amqp.exchange_delete(config.names.exchange)  # nothing to publish to
+
+    response = submit(edge, {"type": "demo.noop"})
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    (item,) = aws.scan(TableName=config.names.tasks_table)["Items"]
+    assert item["status"]["S"] == "failed"
+    assert json.loads(item["error"]["S"])["type"] == "not_published"
+
+
+def test_the_catalogue_is_listed(edge: Client) -> None:
+    names = {t["name"] for t in json.loads(edge.http.get("/types").body)["types"]}
+    assert {"demo.sleep", "demo.noop"} <= names
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+bodies = st.one_of(
+    st.binary(max_size=50),
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["demo.sleep", "demo.noop", "x"]) | json_values},
+        optional={"payload": st.dictionaries(st.sampled_from(["seconds", "fail_rate", "steps", "z"]), json_values, max_size=3) | json_values, "priority": json_values},
+    ).map(json.dumps),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies)
+def test_nothing_a_client_sends_produces_a_500(edge: Client, body: str | bytes) -> None:
+    response = submit(edge, body)
+    assert response.status_code in (202, 400, 413, 422), response.body
+    if response.status_code != 202:
+        assert error_of(response)["message"]

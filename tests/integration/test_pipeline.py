@@ -1,0 +1,207 @@
+"""Relay and worker against the real RabbitMQ and Redis (DynamoDB by moto in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+
+from taskcore.config import Config
+from taskcore.event import EventKind
+from taskcore.message import Submitted
+from taskcore.status import Status
+from taskcore.store import TaskStore
+from tests.conftest import drain
+from worker_container import services
+from worker_container.relay import REASON_HEADER, Relay, RelayService
+
+from .helpers import logged_events, make_task
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
+    services.current.cache_clear()
+    yield services.current()
+    services.current.cache_clear()
+
+
+@pytest.fixture
+def store(aws: Any, config: Config) -> TaskStore:
+    return TaskStore(aws, config.names.tasks_table)
+
+
+@pytest.fixture
+async def relay(svc: services.Services, amqp: aio_pika.abc.AbstractChannel, config: Config) -> AsyncIterator[None]:
+    """The relay consuming this test's queue for the length of the test."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(RelayService(config, Relay(svc)).run(stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+async def publish(channel: aio_pika.abc.AbstractChannel, config: Config, body: bytes, message_id: str, routing_key: str = "task.submitted.demo.sleep") -> None:
+    exchange = await channel.get_exchange(config.names.exchange)
+    await exchange.publish(aio_pika.Message(body, message_id=message_id), routing_key=routing_key)
+
+
+async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def run_jobs(svc: services.Services) -> None:
+    """Drain the RQ queues in this process (so moto's in-process mock serves the job)."""
+    SimpleWorker(list(svc.queues.values()), connection=svc.redis).work(burst=True)
+
+
+async def submit(channel: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, task_type: str = "demo.sleep", payload: dict[str, Any] | None = None) -> str:
+    task = make_task(task_type, payload)
+    store.create(task)
+    await publish(channel, config, Submitted(task.task_id, task.type, task.trace_id).encode(), task.task_id, f"task.submitted.{task_type}")
+    return task.task_id
+
+
+def rq_queue_length(svc: services.Services) -> int:
+    return sum(len(q) for q in svc.queues.values())
+
+
+async def test_relay_queues_the_task_emits_the_event_and_acks(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+) -> None:
+    task_id = await submit(amqp, config, store)
+
+    await until(lambda: rq_queue_length(svc) == 1)
+    task = store.get(task_id)
+    assert task is not None and task.status is Status.QUEUED
+    (event,) = logged_events(redis_client, config.names, task_id)
+    assert (event.seq, event.status, event.kind) == (1, Status.QUEUED, EventKind.STATUS)
+    assert svc.queues[task.priority].job_ids == [task_id]
+    queue = await amqp.get_queue(config.names.tasks_queue)
+    await until(lambda: queue.declaration_result.message_count == 0)
+
+
+def test_a_message_delivered_twice_queues_the_task_once(svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis) -> None:
+    task = make_task()
+    store.create(task)
+    body = Submitted(task.task_id, task.type, task.trace_id).encode()
+    relay = Relay(svc)
+
+    assert relay.relay(body).dead_reason is None
+    assert relay.relay(body).dead_reason is None
+
+    assert rq_queue_length(svc) == 1
+    assert len(logged_events(redis_client, config.names, task.task_id)) == 1
+
+
+def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(svc: services.Services, store: TaskStore, config: Config) -> None:
+    # The relay marked the task queued, then died before enqueueing: the redelivery finishes the job.
+    task = make_task(status=Status.QUEUED)
+    store.create(task)
+
+    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+
+    assert svc.queues[task.priority].job_ids == [task.task_id]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\x00not json", "unparseable"),
+        (b'{"v": 1, "task_id": "", "type": "demo.sleep", "trace_id": "t"}', "unparseable"),
+        (Submitted("9f0c3a1e-0000-4000-8000-00000000dead", "demo.sleep", "t").encode(), "no record"),
+    ],
+)
+async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, svc: services.Services, body: bytes, reason: str,
+) -> None:
+    await publish(amqp, config, body, "poison")
+
+    dead = await drain(await amqp.get_queue(config.names.dead_queue))
+    assert len(dead) == 1
+    assert dead[0].body == body
+    assert str(dead[0].headers[REASON_HEADER]).startswith(reason)
+    assert rq_queue_length(svc) == 0
+
+
+async def test_a_record_of_an_unknown_type_fails_and_is_dead_lettered(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services,
+) -> None:
+    task = make_task()
+    store.create(replace(task, type="retired.type"))
+    await publish(amqp, config, Submitted(task.task_id, "retired.type", task.trace_id).encode(), task.task_id)
+
+    dead = await drain(await amqp.get_queue(config.names.dead_queue))
+    assert "unknown task type" in str(dead[0].headers[REASON_HEADER])
+    failed = store.get(task.task_id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error is not None and failed.error.type == "unknown_type"
+
+
+async def test_a_task_runs_and_its_log_tells_every_step_in_order(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+) -> None:
+    task_id = await submit(amqp, config, store, payload={"seconds": 0.2, "steps": 4, "fail_rate": 0})
+    await until(lambda: rq_queue_length(svc) == 1)
+
+    run_jobs(svc)
+
+    task = store.get(task_id)
+    assert task is not None and task.status is Status.SUCCEEDED
+    assert task.result == {"slept_s": 0.2}
+    assert task.attempt == 1 and task.progress.percent == 100
+    events = logged_events(redis_client, config.names, task_id)
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert len({e.epoch for e in events}) == 1
+    assert [e.status for e in events] == [Status.QUEUED, Status.RUNNING] + [Status.RUNNING] * 4 + [Status.SUCCEEDED]
+    assert [e.progress.percent for e in events if e.kind is EventKind.PROGRESS] == [25, 50, 75, 100]
+    assert events[-1].result == {"slept_s": 0.2}
+
+
+async def test_a_failing_handler_fails_the_task_with_its_error(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+) -> None:
+    task_id = await submit(amqp, config, store, payload={"seconds": 0, "steps": 1, "fail_rate": 1})
+    await until(lambda: rq_queue_length(svc) == 1)
+
+    run_jobs(svc)
+
+    task = store.get(task_id)
+    assert task is not None and task.status is Status.FAILED
+    assert task.error is not None and task.error.type == "HandlerError"
+    last = logged_events(redis_client, config.names, task_id)[-1]
+    assert last.status is Status.FAILED and last.error == task.error
+
+
+def test_a_duplicate_job_of_a_finished_task_does_nothing(svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis) -> None:
+    task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
+    store.create(task)
+    Queue(config.names.rq_queue(task.priority), connection=svc.redis).enqueue("worker_container.job.run_task", task.task_id)
+
+    run_jobs(svc)
+
+    assert store.get(task.task_id) == task
+    assert logged_events(redis_client, config.names, task.task_id) == []
+
+
+def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(svc: services.Services, store: TaskStore, config: Config) -> None:
+    task = make_task(payload={"seconds": 5, "steps": 1, "fail_rate": 0}, status=Status.QUEUED)
+    store.create(task)
+    svc.queues[task.priority].enqueue("worker_container.job.run_task", task.task_id, job_timeout=1)
+
+    run_jobs(svc)
+
+    failed = store.get(task.task_id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error is not None and failed.error.type == "timeout"

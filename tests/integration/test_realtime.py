@@ -1,0 +1,284 @@
+"""The websocket service against the real Redis (DynamoDB by moto in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from realtime.server import MAX_MESSAGE_BYTES, RealtimeService
+from taskcore import token
+from taskcore.config import Config
+from taskcore.event import Event
+from taskcore.status import Status
+from taskcore.store import TaskStore
+from taskcore.task import Progress, Task
+from tests.conftest import WATCH_SECRET
+from worker_container.eventlog import EventLog
+
+from .helpers import make_task
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class World:
+    """A realtime instance plus the writers a worker would use."""
+
+    def __init__(self, config: Config, store: TaskStore, events: EventLog, service: RealtimeService, url: str) -> None:
+        self.config, self.store, self.events, self.service, self.url = config, store, events, service, url
+
+    def create(self, **changes: Any) -> Task:
+        task = make_task(**changes)
+        self.store.create(task)
+        return task
+
+    def move(self, task: Task, status: Status, **changes: Any) -> Task:
+        """Transition the record, then append the event: the order workers use."""
+        moved = self.store.transition(task, status, **changes)
+        self.events.append(Event.status_of(moved))
+        return moved
+
+    def progress(self, task: Task, percent: float) -> Task:
+        moved = self.store.report_progress(task, Progress(percent, f"{percent}%"))
+        self.events.append(Event.progress_of(moved))
+        return moved
+
+    def token(self, task: Task, ttl_s: int = 60, owner: str | None = None) -> str:
+        return token.issue(WATCH_SECRET.encode(), task.task_id, owner or task.owner, ttl_s)[0]
+
+    async def subscribe(self, task: Task, cursor: dict[str, Any] | None = None, tok: str | None = None) -> ClientConnection:
+        ws = await connect(self.url)
+        await ws.send(json.dumps({"op": "subscribe", "task_id": task.task_id, "token": tok or self.token(task), "cursor": cursor}))
+        return ws
+
+
+@pytest.fixture
+async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIterator[World]:
+    port = free_port()
+    service = RealtimeService(config)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(service.serve("127.0.0.1", port, stop, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    yield World(
+        config, TaskStore(aws, config.names.tasks_table),
+        EventLog(redis_client, config.names, config.event_log_ttl_s), service, f"ws://127.0.0.1:{port}",
+    )
+    stop.set()
+    await asyncio.wait_for(serving, 10)
+
+
+async def receive(ws: ClientConnection, timeout_s: float = 5.0) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout_s)))
+
+
+async def receive_until_end(ws: ClientConnection) -> list[dict[str, Any]]:
+    messages = []
+    while True:
+        message = await receive(ws)
+        messages.append(message)
+        if message["op"] in ("end", "error"):
+            return messages
+
+
+async def until(predicate: Any, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def seqs(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["event"]["seq"] for m in messages if m["op"] == "event"]
+
+
+async def test_a_watcher_gets_a_snapshot_then_live_events_then_end(world: World) -> None:
+    task = world.create()
+    ws = await world.subscribe(task)
+    snapshot = await receive(ws)
+    assert snapshot["op"] == "snapshot"
+    assert snapshot["task"]["status"] == "pending"
+    assert snapshot["cursor"] == {"epoch": None, "seq": 0}
+
+    task = world.move(task, Status.QUEUED)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    task = world.progress(task, 50)
+    world.move(task, Status.SUCCEEDED, result={"ok": True})
+
+    messages = await receive_until_end(ws)
+    assert seqs(messages) == [1, 2, 3, 4]
+    assert [m["event"]["status"] for m in messages[:-1]] == ["queued", "running", "running", "succeeded"]
+    assert messages[-1] == {"op": "end", "task_id": task.task_id, "status": "succeeded", "task": world.store.get(task.task_id).to_public()}  # type: ignore[union-attr]
+    await ws.close()
+
+
+async def test_a_late_watcher_gets_the_current_state_and_only_what_follows(world: World) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    ws = await world.subscribe(task)
+
+    snapshot = await receive(ws)
+    assert snapshot["task"]["status"] == "running"
+    assert snapshot["cursor"]["seq"] == 2 and snapshot["resumed"] is False
+    world.move(task, Status.FAILED, error=None)
+    assert seqs(await receive_until_end(ws)) == [3]
+
+
+async def test_a_reconnecting_watcher_gets_exactly_what_it_missed(world: World) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    ws = await world.subscribe(task)
+    await receive(ws)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    first = await receive(ws)
+    cursor = {"epoch": first["event"]["epoch"], "seq": first["event"]["seq"]}
+    await ws.close()
+
+    for percent in (10, 20, 30):  # missed while disconnected
+        task = world.progress(task, percent)
+    ws = await world.subscribe(task, cursor)
+    snapshot = await receive(ws)
+    assert snapshot["resumed"] is True and snapshot["cursor"] == cursor
+    world.move(task, Status.SUCCEEDED)
+    messages = await receive_until_end(ws)
+    assert seqs(messages) == [3, 4, 5, 6]
+    assert [m["event"]["progress"]["percent"] for m in messages[:3]] == [10, 20, 30]
+
+
+async def test_a_cursor_from_a_lost_log_gets_a_fresh_snapshot(world: World, redis_client: redis.Redis) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    old_epoch = redis_client.hget(world.config.names.event_meta(task.task_id), "epoch").decode()  # type: ignore[union-attr]
+    redis_client.flushdb()  # Redis lost everything
+    task = world.progress(task, 40)
+
+    ws = await world.subscribe(task, {"epoch": old_epoch, "seq": 2})
+    snapshot = await receive(ws)
+    assert snapshot["resumed"] is False
+    assert snapshot["cursor"]["epoch"] != old_epoch and snapshot["cursor"]["seq"] == 1
+    assert snapshot["task"]["progress"]["percent"] == 40
+    world.move(task, Status.SUCCEEDED)
+    assert seqs(await receive_until_end(ws)) == [2]
+
+
+async def test_watching_a_finished_task_gives_its_snapshot_and_end(world: World) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    world.move(task, Status.SUCCEEDED)
+    ws = await world.subscribe(task)
+    messages = await receive_until_end(ws)
+    assert [m["op"] for m in messages] == ["snapshot", "end"]
+    assert messages[-1]["status"] == "succeeded"
+
+
+async def test_a_finished_task_whose_log_was_lost_still_ends(world: World, redis_client: redis.Redis) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    world.store.transition(world.store.transition(task, Status.RUNNING, attempt=1), Status.FAILED)
+    redis_client.flushdb()
+    ws = await world.subscribe(task)
+    messages = await receive_until_end(ws)
+    assert [m["op"] for m in messages] == ["snapshot", "end"]
+    assert messages[-1]["status"] == "failed"
+
+
+async def test_one_connection_watches_several_tasks(world: World) -> None:
+    one, two = world.create(), world.create()
+    ws = await world.subscribe(one)
+    await ws.send(json.dumps({"op": "subscribe", "task_id": two.task_id, "token": world.token(two), "cursor": None}))
+    assert {(await receive(ws))["task_id"], (await receive(ws))["task_id"]} == {one.task_id, two.task_id}
+    world.move(two, Status.CANCELLED)
+    world.move(one, Status.CANCELLED)
+    ends = []
+    while len(ends) < 2:
+        message = await receive(ws)
+        if message["op"] == "end":
+            ends.append(message["task_id"])
+    assert sorted(ends) == sorted([one.task_id, two.task_id])
+
+
+@pytest.mark.parametrize(
+    ("make_token", "code", "close"),
+    [
+        (lambda w, t: "forged.token", "invalid_token", 4001),
+        (lambda w, t: w.token(t, ttl_s=-1), "token_expired", 4002),
+        (lambda w, t: w.token(w.create()), "token_wrong_task", 4003),
+        (lambda w, t: w.token(t, owner="mallory"), "not_found", 4004),
+    ],
+)
+async def test_a_bad_token_is_refused_with_its_code(world: World, make_token: Any, code: str, close: int) -> None:
+    task = world.create()
+    ws = await world.subscribe(task, tok=make_token(world, task))
+    error = await receive(ws)
+    assert error["op"] == "error" and error["code"] == code
+    with pytest.raises(ConnectionClosed) as closed:
+        await receive(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == close
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [("not json", "bad_request"), ('{"op": "dance"}', "bad_request"), ('{"op": "subscribe", "task_id": "x", "token": "t"}', "not_found")],
+)
+async def test_malformed_messages_are_refused(world: World, message: str, code: str) -> None:
+    async with connect(world.url) as ws:
+        await ws.send(message)
+        assert (await receive(ws))["code"] == code
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(world: World) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(world.url, origin="https://evil.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+    async with connect(world.url, origin=world.config.allowed_origins[0]) as ws:  # type: ignore[arg-type]
+        await ws.ping()
+
+
+async def test_an_oversized_message_closes_with_1009(world: World) -> None:
+    async with connect(world.url) as ws:
+        await ws.send("x" * (MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_subscriptions_are_released_when_watchers_leave(world: World) -> None:
+    tasks = [world.create() for _ in range(3)]
+    sockets = [await world.subscribe(t) for t in tasks + tasks[:1]]  # two watchers share a task
+    for ws in sockets:
+        await receive(ws)
+    assert world.service.hub.subscriptions == 3
+    for ws in sockets:
+        await ws.close()
+    await until(lambda: world.service.hub.subscriptions == 0)
+
+
+async def test_shutdown_closes_watchers_with_1001(world: World, aws: Any, config: Config) -> None:
+    task = world.create()
+    ws = await world.subscribe(task)
+    await receive(ws)
+    port = free_port()
+    other = RealtimeService(config)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(other.serve("127.0.0.1", port, stop, ready))
+    await ready.wait()
+    ws2 = await connect(f"ws://127.0.0.1:{port}")
+    await ws2.send(json.dumps({"op": "subscribe", "task_id": task.task_id, "token": world.token(task), "cursor": None}))
+    await receive(ws2)
+    stop.set()
+    with pytest.raises(ConnectionClosed) as closed:
+        await receive(ws2)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    await serving
+    await ws.close()
