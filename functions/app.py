@@ -6,19 +6,20 @@ import logging
 import uuid
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Response
 
 from chalicelib import services
 from chalicelib.errors import NotFound, Unauthorized, Unavailable, Unprocessable, json_errors
 from chalicelib.publisher import PublishError
 from chalicelib.submission import new_task, parse_body
+from chalicelib.threadsafe import ThreadSafeChalice
 from taskcore import catalogue, token
 from taskcore.clock import now_iso
 from taskcore.message import Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-app = Chalice(app_name="taskcast")
+app = ThreadSafeChalice(app_name="taskcast")
 app.log.setLevel(logging.INFO)
 log = app.log
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -92,15 +91,6 @@ def check_reachable(config: Config) -> None:
             ) from None
 
 
-def _chalice() -> str:
-    """The ``chalice`` command installed beside this interpreter (it has no ``-m`` entry)."""
-    beside = Path(sys.executable).with_name("chalice")
-    found = str(beside) if beside.exists() else shutil.which("chalice")
-    if found is None:
-        raise StackError("the chalice command is not installed: run `make install`")
-    return found
-
-
 def _wait_port(host: str, port: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -143,7 +133,7 @@ class Stack:
         self._run_once("provision", [python, "-m", "infra"], timeout_s)
         self._spawn(
             "edge",
-            [_chalice(), "--project-dir", str(FUNCTIONS_DIR), "local",
+            [python, "-m", "taskcast.edge_local", "--project-dir", str(FUNCTIONS_DIR), "local",
              "--host", self.host, "--port", str(self.ports.edge), "--stage", "local", "--no-autoreload"],
         )
         self._spawn("relay", [python, "-m", "worker_container"])
@@ -201,10 +191,11 @@ class Stack:
         return child
 
     def _pump(self, name: str, stream: IO[str]) -> None:
-        for line in stream:
-            with self._lock:
-                self._output.write(f"{name:<9}| {line}")
-                self._output.flush()
+        with stream:
+            for line in stream:
+                with self._lock:
+                    self._output.write(f"{name:<9}| {line}")
+                    self._output.flush()
 
     def stop(self, grace_s: float = 10) -> None:
         """Stop every child, newest first: SIGTERM, then SIGKILL after ``grace_s``."""

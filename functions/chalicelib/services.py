@@ -7,6 +7,7 @@ a configured environment; the first request of a misconfigured instance fails na
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import boto3
@@ -24,8 +25,17 @@ class Services:
     publisher: Publisher
 
 
-@functools.cache
+_build_lock = threading.Lock()
+
+
 def current() -> Services:
+    """The services, built by the first request (once, however many arrive together)."""
+    with _build_lock:
+        return _build()
+
+
+@functools.cache
+def _build() -> Services:
     config = Config.from_env(need=("rabbitmq", "watch_secret", "api_keys"))
     dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
     return Services(
@@ -37,6 +47,7 @@ def current() -> Services:
 
 def reset() -> None:
     """Forget the built services (tests that change the environment between cases)."""
-    if current.cache_info().currsize:
-        current().publisher.close()
-    current.cache_clear()
+    with _build_lock:
+        if _build.cache_info().currsize:
+            _build().publisher.close()
+        _build.cache_clear()
