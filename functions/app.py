@@ -6,13 +6,13 @@ import logging
 import uuid
 from typing import Any
 
-from chalice import Response
-
+from chalice.app import Response
 from chalicelib import services
 from chalicelib.errors import NotFound, Unauthorized, Unavailable, Unprocessable, json_errors
 from chalicelib.publisher import PublishError
 from chalicelib.submission import new_task, parse_body
 from chalicelib.threadsafe import ThreadSafeChalice
+
 from taskcore import catalogue, token
 from taskcore.clock import now_iso
 from taskcore.message import Submitted
@@ -51,7 +51,9 @@ def _own_task(task_id: str, owner: str) -> Task:
 
 def _watch(task: Task) -> dict[str, Any]:
     config = services.current().config
-    watch_token, expires_at = token.issue(config.secret, task.task_id, task.owner, config.watch_token_ttl_s)
+    watch_token, expires_at = token.issue(
+        config.secret, task.task_id, task.owner, config.watch_token_ttl_s
+    )
     return {"url": config.realtime_url, "token": watch_token, "expires_at": expires_at}
 
 
@@ -75,7 +77,7 @@ def submit() -> Response:
     try:
         svc.publisher.publish(Submitted(task.task_id, task.type, task.trace_id))
     except PublishError:
-        log.error("task %s: not published; failing it", task.task_id, exc_info=True)
+        log.exception("task %s: not published; failing it", task.task_id)
         # The record exists, so say what became of it rather than leave it pending for ever.
         svc.store.transition(
             task,
@@ -83,8 +85,12 @@ def submit() -> Response:
             error=TaskError("not_published", "the broker did not accept the task"),
             finished_at=now_iso(),
         )
-        raise Unavailable("the task queue is unavailable; try again", headers={"Retry-After": "5"}) from None
-    log.info("task %s (%s) accepted for %s [trace %s]", task.task_id, task.type, owner, task.trace_id)
+        raise Unavailable(
+            "the task queue is unavailable; try again", headers={"Retry-After": "5"}
+        ) from None
+    log.info(
+        "task %s (%s) accepted for %s [trace %s]", task.task_id, task.type, owner, task.trace_id
+    )
     return Response(
         {"task": task.to_public(), "watch": _watch(task)},
         status_code=202,
@@ -122,8 +128,14 @@ def list_tasks() -> dict[str, Any]:
         catalogue.lookup(task_type)
     limit_text = params.get("limit", "20")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
-        raise Unprocessable(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", field="limit")
+        raise Unprocessable(
+            f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", field="limit"
+        )
     page = services.current().store.list_by_owner(
-        owner, status=status, task_type=task_type, limit=int(limit_text), cursor=params.get("cursor")
+        owner,
+        status=status,
+        task_type=task_type,
+        limit=int(limit_text),
+        cursor=params.get("cursor"),
     )
     return {"tasks": [t.to_public() for t in page.tasks], "next_cursor": page.next_cursor}

@@ -14,7 +14,7 @@ from .provision import provision
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = Config.from_env(need=("rabbitmq",))
+        config = Config.from_env(need=["rabbitmq"])
     except ConfigError as exc:
         logging.getLogger("infra").error("configuration: %s", exc)
         return 2

@@ -11,6 +11,7 @@ import logging
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
+from pamqp.common import FieldTable
 
 from taskcore.names import Names
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 DELIVERY_LIMIT = 5
 
 
-def tasks_queue_arguments(names: Names) -> dict[str, str | int]:
+def tasks_queue_arguments(names: Names) -> FieldTable:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": DELIVERY_LIMIT,
@@ -47,7 +48,12 @@ async def declare_topology(channel: AbstractChannel, names: Names) -> None:
         names.tasks_queue, durable=True, arguments=tasks_queue_arguments(names)
     )
     await tasks.bind(exchange, routing_key=Names.SUBMITTED_PATTERN)
-    log.info("broker topology declared: %s -> %s (dead: %s)", names.exchange, names.tasks_queue, names.dead_queue)
+    log.info(
+        "broker topology declared: %s -> %s (dead: %s)",
+        names.exchange,
+        names.tasks_queue,
+        names.dead_queue,
+    )
 
 
 async def delete_topology(channel: AbstractChannel, names: Names) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -50,7 +51,5 @@ def ensure_tables(client: Any, tasks_table: str, idempotency_table: str) -> None
 
 def delete_tables(client: Any, *names: str) -> None:
     for name in names:
-        try:
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
             client.delete_table(TableName=name)
-        except client.exceptions.ResourceNotFoundException:
-            pass

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 def provision_aws(config: Config) -> None:
     names = config.names
-    dynamodb.ensure_tables(aws.client("dynamodb", config), names.tasks_table, names.idempotency_table)
+    dynamodb.ensure_tables(
+        aws.client("dynamodb", config), names.tasks_table, names.idempotency_table
+    )
     storage.ensure_bucket(aws.client("s3", config), names.bucket, config.region)
 
 

@@ -38,5 +38,5 @@ class EventLogReader:
             try:
                 events.append(Event.decode(fields[b"e"]))
             except (EventDecodeError, KeyError):
-                log.error("task %s: unreadable event %s in the log; skipped", task_id, entry_id, exc_info=True)
+                log.exception("task %s: unreadable event %s in the log; skipped", task_id, entry_id)
         return LogState(None if epoch is None else epoch.decode(), events)

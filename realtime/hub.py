@@ -47,7 +47,7 @@ class Hub:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
     async def listen(self, task_id: str) -> AsyncIterator[asyncio.Queue[Event]]:
@@ -98,7 +98,7 @@ class Hub:
                 try:
                     event = Event.decode(message["data"])
                 except EventDecodeError:
-                    log.error("unreadable event on %s; dropped", channel, exc_info=True)
+                    log.exception("unreadable event on %s; dropped", channel)
                     continue
                 for queue in self._listeners.get(channel, ()):
                     queue.put_nowait(event)

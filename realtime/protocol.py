@@ -100,8 +100,13 @@ def _dump(data: dict[str, Any]) -> str:
 
 def snapshot(task: Task, cursor: Cursor, resumed: bool) -> str:
     return _dump(
-        {"op": "snapshot", "task_id": task.task_id, "task": task.to_public(),
-         "cursor": cursor.to_json(), "resumed": resumed}
+        {
+            "op": "snapshot",
+            "task_id": task.task_id,
+            "task": task.to_public(),
+            "cursor": cursor.to_json(),
+            "resumed": resumed,
+        }
     )
 
 
@@ -110,7 +115,9 @@ def event(e: Event) -> str:
 
 
 def end(task: Task) -> str:
-    return _dump({"op": "end", "task_id": task.task_id, "status": str(task.status), "task": task.to_public()})
+    return _dump(
+        {"op": "end", "task_id": task.task_id, "status": str(task.status), "task": task.to_public()}
+    )
 
 
 def error(exc: ProtocolError) -> str:

@@ -11,6 +11,7 @@ import boto3
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from taskcore import logs
 from taskcore.config import Config
@@ -44,7 +45,9 @@ class RealtimeService:
             return connection.respond(HTTPStatus.OK, "ok\n")
         return None
 
-    async def serve(self, host: str, port: int, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    async def serve(
+        self, host: str, port: int, stop: asyncio.Event, ready: asyncio.Event | None = None
+    ) -> None:
         await self.hub.start()
         try:
             async with serve(
@@ -52,7 +55,7 @@ class RealtimeService:
                 host,
                 port,
                 # None admits clients that send no Origin: the CLI and SDK, which are not browsers.
-                origins=[*self._config.allowed_origins, None],
+                origins=[*map(Origin, self._config.allowed_origins), None],
                 max_size=MAX_MESSAGE_BYTES,
                 process_request=self._health,
                 ping_interval=20,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -85,8 +86,12 @@ class Session:
             return  # already watching: the first subscribe's stream carries on
         active = sum(not w.done() for w in self._watches.values())
         if active >= MAX_SUBSCRIPTIONS:
-            raise ProtocolError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} tasks per connection")
-        watch = asyncio.create_task(self._watch(request, claims.owner), name=f"watch-{request.task_id}")
+            raise ProtocolError(
+                "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} tasks per connection"
+            )
+        watch = asyncio.create_task(
+            self._watch(request, claims.owner), name=f"watch-{request.task_id}"
+        )
         self._watches[request.task_id] = watch
 
     def _stop_watch(self, task_id: str) -> None:
@@ -111,8 +116,14 @@ class Session:
         except (ConnectionClosed, asyncio.CancelledError):
             pass
         except Exception:
-            log.error("task %s: watch failed", request.task_id, exc_info=True)
-            await self._refuse(ProtocolError("unavailable", "this instance cannot serve the task now; reconnect", request.task_id))
+            log.exception("task %s: watch failed", request.task_id)
+            await self._refuse(
+                ProtocolError(
+                    "unavailable",
+                    "this instance cannot serve the task now; reconnect",
+                    request.task_id,
+                )
+            )
 
 
 class _TaskWatch:

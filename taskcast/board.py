@@ -13,8 +13,13 @@ from rich.table import Table
 from .client import Client, Submission, Update
 
 STATUS_STYLE = {
-    "pending": "dim", "queued": "cyan", "running": "yellow", "retrying": "magenta",
-    "succeeded": "green", "failed": "red", "cancelled": "bright_black",
+    "pending": "dim",
+    "queued": "cyan",
+    "running": "yellow",
+    "retrying": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "bright_black",
 }
 
 
@@ -42,15 +47,23 @@ class Board:
 
     def add(self, task: dict[str, Any]) -> None:
         self._rows[task["task_id"]] = self._progress.add_task(
-            "", total=100, short=task["task_id"][:8], kind=task["type"],
-            status=task["status"], style=STATUS_STYLE.get(task["status"], ""), message="",
+            "",
+            total=100,
+            short=task["task_id"][:8],
+            kind=task["type"],
+            status=task["status"],
+            style=STATUS_STYLE.get(task["status"], ""),
+            message="",
         )
 
     def apply(self, update: Update) -> None:
         row = self._rows[update.task_id]
         self._progress.update(
-            row, completed=float(update.progress.get("percent", 0)), status=update.status,
-            style=STATUS_STYLE.get(update.status, ""), message=str(update.progress.get("message", ""))[:40],
+            row,
+            completed=float(update.progress.get("percent", 0)),
+            status=update.status,
+            style=STATUS_STYLE.get(update.status, ""),
+            message=str(update.progress.get("message", ""))[:40],
         )
         if update.op == "end":
             self.final[update.task_id] = update.data["task"]
@@ -58,7 +71,9 @@ class Board:
             if error:
                 self._progress.update(row, message=f"{error['type']}: {error['message']}"[:60])
 
-    async def follow(self, client: Client, submissions: Iterable[Submission]) -> dict[str, dict[str, Any]]:
+    async def follow(
+        self, client: Client, submissions: Iterable[Submission]
+    ) -> dict[str, dict[str, Any]]:
         """Watch every submission until it ends; return the final task records."""
         subs = list(submissions)
         for sub in subs:
@@ -80,5 +95,11 @@ def summary(tasks: Iterable[dict[str, Any]]) -> Table:
     for task in tasks:
         outcome = task.get("result") if task["status"] == "succeeded" else task.get("error")
         style = STATUS_STYLE.get(task["status"], "")
-        table.add_row(task["task_id"][:8], task["type"], f"[{style}]{task['status']}", str(task["attempt"]), str(outcome))
+        table.add_row(
+            task["task_id"][:8],
+            task["type"],
+            f"[{style}]{task['status']}",
+            str(task["attempt"]),
+            str(outcome),
+        )
     return table

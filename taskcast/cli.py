@@ -64,7 +64,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        page = client.list(status=args.status, task_type=args.type, limit=args.limit, cursor=args.cursor)
+        page = client.list(
+            status=args.status, task_type=args.type, limit=args.limit, cursor=args.cursor
+        )
     console = Console()
     console.print(summary(page.tasks))
     if page.next_cursor:
@@ -75,7 +77,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from .stack import Ports, up
 
-    return up(os.environ, host=args.host, ports=Ports(args.edge_port, args.realtime_port, args.moto_port), workers=args.workers)
+    return up(
+        os.environ,
+        host=args.host,
+        ports=Ports(args.edge_port, args.realtime_port, args.moto_port),
+        workers=args.workers,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -86,8 +93,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskcast", description=__doc__)
-    parser.add_argument("--url", default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"), help="API base URL (TASKCAST_URL)")
-    parser.add_argument("--api-key", default=os.environ.get("TASKCAST_API_KEY", "dev-key"), help="API key (TASKCAST_API_KEY)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"),
+        help="API base URL (TASKCAST_URL)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("TASKCAST_API_KEY", "dev-key"),
+        help="API key (TASKCAST_API_KEY)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
@@ -139,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taskcast: watch refused: {exc}", file=sys.stderr)
         return EXIT_API
     except OSError as exc:
-        print(f"taskcast: cannot reach {args.url}: {exc}. Is the stack up (`taskcast up`)?", file=sys.stderr)
+        print(
+            f"taskcast: cannot reach {args.url}: {exc}. Is the stack up (`taskcast up`)?",
+            file=sys.stderr,
+        )
         return EXIT_API
 
 

@@ -136,11 +136,18 @@ class Client:
         if response.is_error:
             error = body.get("error") if isinstance(body, dict) else None
             if isinstance(error, dict):
-                raise ApiError(response.status_code, str(error.get("code")), str(error.get("message")), error.get("field"))
+                raise ApiError(
+                    response.status_code,
+                    str(error.get("code")),
+                    str(error.get("message")),
+                    error.get("field"),
+                )
             raise ApiError(response.status_code, "http_error", response.text[:200])
         return body  # type: ignore[no-any-return]
 
-    def submit(self, task_type: str, payload: dict[str, Any] | None = None, *, priority: str | None = None) -> Submission:
+    def submit(
+        self, task_type: str, payload: dict[str, Any] | None = None, *, priority: str | None = None
+    ) -> Submission:
         """Submit a task; returns it (``pending``) with a watch token."""
         body: dict[str, Any] = {"type": task_type, "payload": payload or {}}
         if priority is not None:
@@ -151,17 +158,28 @@ class Client:
     def get(self, task_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/tasks/{task_id}")["task"])
 
-    def list(self, *, status: str | None = None, task_type: str | None = None, limit: int = 20, cursor: str | None = None) -> Page:
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
         """The caller's tasks, newest first."""
         params = {"status": status, "type": task_type, "limit": limit, "cursor": cursor}
-        data = self._request("GET", "/tasks", params={k: v for k, v in params.items() if v is not None})
+        data = self._request(
+            "GET", "/tasks", params={k: v for k, v in params.items() if v is not None}
+        )
         return Page(list(data["tasks"]), data.get("next_cursor"))
 
     def watch_token(self, task_id: str) -> Watch:
         """A fresh watch token for one of the caller's tasks."""
         return Watch.from_json(self._request("POST", f"/tasks/{task_id}/watch")["watch"])
 
-    async def watch(self, task_id: str, watch: Watch | None = None, *, max_backoff_s: float = 10.0) -> AsyncIterator[Update]:
+    async def watch(
+        self, task_id: str, watch: Watch | None = None, *, max_backoff_s: float = 10.0
+    ) -> AsyncIterator[Update]:
         """Every update of ``task_id``, in order, until its ``end``; survives disconnects."""
         if watch is None:
             watch = await asyncio.to_thread(self.watch_token, task_id)
@@ -170,7 +188,16 @@ class Client:
         while True:
             try:
                 async with websockets.connect(watch.url, open_timeout=10) as ws:
-                    await ws.send(json.dumps({"op": "subscribe", "task_id": task_id, "token": watch.token, "cursor": cursor}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "op": "subscribe",
+                                "task_id": task_id,
+                                "token": watch.token,
+                                "cursor": cursor,
+                            }
+                        )
+                    )
                     async for raw in ws:
                         message = json.loads(raw)
                         op = message.get("op")
@@ -188,12 +215,20 @@ class Client:
                         if op == "end":
                             return
             except ConnectionClosedError as exc:
-                if exc.rcvd is not None and 4000 <= exc.rcvd.code < 5000 and exc.rcvd.code != TOKEN_EXPIRED_CLOSE:
-                    raise WatchError(exc.rcvd.reason or "refused", f"closed with {exc.rcvd.code}") from None
+                if (
+                    exc.rcvd is not None
+                    and 4000 <= exc.rcvd.code < 5000
+                    and exc.rcvd.code != TOKEN_EXPIRED_CLOSE
+                ):
+                    raise WatchError(
+                        exc.rcvd.reason or "refused", f"closed with {exc.rcvd.code}"
+                    ) from None
                 log.info("watch of %s dropped (%s); resuming", task_id, exc)
             except (ConnectionClosed, OSError, InvalidStatus, TimeoutError) as exc:
                 log.info("watch of %s failed to connect (%s); retrying", task_id, exc)
             if watch.expires_at - 30 < time.time():
                 watch = await asyncio.to_thread(self.watch_token, task_id)
             failures += 1
-            await asyncio.sleep(min(max_backoff_s, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
+            await asyncio.sleep(
+                min(max_backoff_s, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+            )

@@ -21,7 +21,9 @@ def demo_payloads(count: int, rng: random.Random) -> list[dict[str, float | int]
     """``count`` demo.sleep payloads of 2-6 s; the first always fails, so the error path shows."""
     payloads: list[dict[str, float | int]] = [{"seconds": 3.0, "fail_rate": 1.0, "steps": 6}]
     for _ in range(count - 1):
-        payloads.append({"seconds": round(rng.uniform(2, 6), 1), "fail_rate": 0.1, "steps": rng.randint(4, 10)})
+        payloads.append(
+            {"seconds": round(rng.uniform(2, 6), 1), "fail_rate": 0.1, "steps": rng.randint(4, 10)}
+        )
     return payloads
 
 
@@ -40,7 +42,10 @@ def run_demo(tasks: int = 6, workers: int = 3) -> int:
             with stack:
                 key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
                 with Client(stack.edge_url, key) as client:
-                    subs = [client.submit("demo.sleep", p) for p in demo_payloads(tasks, random.Random())]
+                    subs = [
+                        client.submit("demo.sleep", p)
+                        for p in demo_payloads(tasks, random.Random())
+                    ]
                     console.print(f"submitted {len(subs)} demo.sleep tasks; watching them live:\n")
                     with Board(console) as board:
                         final = asyncio.run(board.follow(client, subs))

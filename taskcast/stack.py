@@ -60,7 +60,9 @@ class Child:
     pump: threading.Thread
 
 
-def stack_environment(base: Mapping[str, str], ports: Ports, host: str, use_moto: bool) -> dict[str, str]:
+def stack_environment(
+    base: Mapping[str, str], ports: Ports, host: str, use_moto: bool
+) -> dict[str, str]:
     """The environment every child gets: the caller's, with local defaults for what is unset."""
     env = dict(base)
     for key, value in DEFAULTS.items():
@@ -103,13 +105,23 @@ def _wait_port(host: str, port: int, timeout_s: float) -> bool:
 
 
 class Stack:
-    def __init__(self, env: Mapping[str, str], *, host: str = "127.0.0.1", ports: Ports = Ports(), workers: int = 2, output: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        host: str = "127.0.0.1",
+        ports: Ports = Ports(),
+        workers: int = 2,
+        output: TextIO | None = None,
+    ) -> None:
         self.use_moto = not env.get("AWS_ENDPOINT_URL")
         self.host = host
         self.ports = ports
         self.workers = workers
         self.env = stack_environment(env, ports, host, self.use_moto)
-        self.config = Config.from_env(self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys"))
+        self.config = Config.from_env(
+            self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys")
+        )
         self._output = output or sys.stdout
         self._children: list[Child] = []
         self._lock = threading.Lock()
@@ -127,19 +139,37 @@ class Stack:
         check_reachable(self.config)
         python = sys.executable
         if self.use_moto:
-            self._spawn("moto", [python, "-m", "moto.server", "-H", self.host, "-p", str(self.ports.moto)])
+            self._spawn(
+                "moto", [python, "-m", "moto.server", "-H", self.host, "-p", str(self.ports.moto)]
+            )
             if not _wait_port(self.host, self.ports.moto, timeout_s):
                 raise StackError(f"the moto server did not start on port {self.ports.moto}")
         self._run_once("provision", [python, "-m", "infra"], timeout_s)
         self._spawn(
             "edge",
-            [python, "-m", "taskcast.edge_local", "--project-dir", str(FUNCTIONS_DIR), "local",
-             "--host", self.host, "--port", str(self.ports.edge), "--stage", "local", "--no-autoreload"],
+            [
+                python,
+                "-m",
+                "taskcast.edge_local",
+                "--project-dir",
+                str(FUNCTIONS_DIR),
+                "local",
+                "--host",
+                self.host,
+                "--port",
+                str(self.ports.edge),
+                "--stage",
+                "local",
+                "--no-autoreload",
+            ],
         )
         self._spawn("relay", [python, "-m", "worker_container"])
         for n in range(1, self.workers + 1):
             self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker"])
-        self._spawn("realtime", [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)])
+        self._spawn(
+            "realtime",
+            [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],
+        )
         self._wait_healthy(timeout_s)
 
     def _wait_healthy(self, timeout_s: float) -> None:
@@ -180,8 +210,13 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
         process = subprocess.Popen(
-            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            bufsize=1, start_new_session=True,  # Ctrl-C reaches us; we stop children in order
+            argv,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches us; we stop children in order
         )
         assert process.stdout is not None
         pump = threading.Thread(target=self._pump, args=(name, process.stdout), daemon=True)

@@ -59,11 +59,12 @@ class Field:
             raise ValidationError(f"{where} must be a {self.kind}", field=where)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValidationError(f"{where} must be a finite number", field=where)
-        if self.minimum is not None and value < self.minimum:
-            raise ValidationError(f"{where} must be at least {self.minimum}", field=where)
-        if self.maximum is not None and value > self.maximum:
-            raise ValidationError(f"{where} must be at most {self.maximum}", field=where)
-        if self.max_length is not None and len(value) > self.max_length:
+        if isinstance(value, (int, float)) and not is_bool:
+            if self.minimum is not None and value < self.minimum:
+                raise ValidationError(f"{where} must be at least {self.minimum}", field=where)
+            if self.maximum is not None and value > self.maximum:
+                raise ValidationError(f"{where} must be at most {self.maximum}", field=where)
+        if isinstance(value, str) and self.max_length is not None and len(value) > self.max_length:
             raise ValidationError(
                 f"{where} must be at most {self.max_length} characters", field=where
             )
@@ -154,12 +155,29 @@ CATALOGUE: Mapping[str, TaskType] = {
                 "probability fail_rate so the error path is exercised."
             ),
             fields=(
-                Field("seconds", "number", minimum=0, maximum=600,
-                      description="how long to run; random 1-10 s when absent"),
-                Field("fail_rate", "number", default=0.1, minimum=0, maximum=1,
-                      description="probability that the task fails at the end"),
-                Field("steps", "integer", default=5, minimum=1, maximum=100,
-                      description="how many progress reports to make"),
+                Field(
+                    "seconds",
+                    "number",
+                    minimum=0,
+                    maximum=600,
+                    description="how long to run; random 1-10 s when absent",
+                ),
+                Field(
+                    "fail_rate",
+                    "number",
+                    default=0.1,
+                    minimum=0,
+                    maximum=1,
+                    description="probability that the task fails at the end",
+                ),
+                Field(
+                    "steps",
+                    "integer",
+                    default=5,
+                    minimum=1,
+                    maximum=100,
+                    description="how many progress reports to make",
+                ),
             ),
             timeout_s=660,
         ),

@@ -105,9 +105,13 @@ class Config:
             api_keys=_api_keys(get("TASKCAST_API_KEYS")),
             realtime_url=realtime or "ws://127.0.0.1:8765",
             allowed_origins=_origins(get("TASKCAST_ALLOWED_ORIGINS")) or cls.allowed_origins,
-            watch_token_ttl_s=_seconds(get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600),
+            watch_token_ttl_s=_seconds(
+                get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600
+            ),
             task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", 30 * 86400),
-            event_log_ttl_s=_seconds(get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400),
+            event_log_ttl_s=_seconds(
+                get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400
+            ),
         )
         for needed, variable, value in (
             ("rabbitmq", "TASKCAST_RABBITMQ_URL", config.rabbitmq_url),
@@ -157,7 +161,9 @@ def _origins(value: str | None) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
         if _url(origin, "TASKCAST_ALLOWED_ORIGINS", {"http", "https"}) and urlsplit(origin).path:
-            raise ConfigError("TASKCAST_ALLOWED_ORIGINS", f"{origin!r} must be scheme://host[:port] only")
+            raise ConfigError(
+                "TASKCAST_ALLOWED_ORIGINS", f"{origin!r} must be scheme://host[:port] only"
+            )
     return origins
 
 

@@ -23,7 +23,12 @@ class Submitted:
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"v": MESSAGE_VERSION, "task_id": self.task_id, "type": self.type, "trace_id": self.trace_id},
+            {
+                "v": MESSAGE_VERSION,
+                "task_id": self.task_id,
+                "type": self.type,
+                "trace_id": self.trace_id,
+            },
             separators=(",", ":"),
         ).encode()
 

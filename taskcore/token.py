@@ -38,7 +38,9 @@ def _sign(secret: bytes, body: str) -> str:
     return _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
 
 
-def issue(secret: bytes, task_id: str, owner: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+def issue(
+    secret: bytes, task_id: str, owner: str, ttl_s: int, now: float | None = None
+) -> tuple[str, int]:
     """A token for ``task_id`` of ``owner``, and the Unix time it expires."""
     expires_at = int(time.time() if now is None else now) + ttl_s
     claims = {"t": task_id, "o": owner, "exp": expires_at}

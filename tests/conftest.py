@@ -41,8 +41,10 @@ def _require(host: str, port: int, what: str) -> None:
 def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials, so no test can ever reach a real AWS account."""
     for key, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
     ):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -105,7 +107,9 @@ async def amqp(config: Config) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
         await broker.delete_topology(channel, config.names)
 
 
-async def drain(queue: aio_pika.abc.AbstractQueue, timeout_s: float = 5.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def drain(
+    queue: aio_pika.abc.AbstractQueue, timeout_s: float = 5.0
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Every message on ``queue`` (acked), waiting up to ``timeout_s`` for the first."""
     messages = []
     deadline = asyncio.get_running_loop().time() + timeout_s

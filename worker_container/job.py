@@ -52,7 +52,13 @@ def run_task(task_id: str) -> None:
         log.warning("task %s: another job started it first; not running it", task_id)
         return
     svc.events.append(Event.status_of(task))
-    log.info("task %s (%s) attempt %d started [trace %s]", task_id, task.type, task.attempt, task.trace_id)
+    log.info(
+        "task %s (%s) attempt %d started [trace %s]",
+        task_id,
+        task.type,
+        task.attempt,
+        task.trace_id,
+    )
 
     ctx = TaskContext(task, svc)
     outcome: Status
@@ -61,7 +67,10 @@ def run_task(task_id: str) -> None:
         result = HANDLERS[task.type](ctx)
         _check_result(result)
     except JobTimeoutException:
-        outcome, changes = Status.FAILED, _failure("timeout", f"attempt ran over {task.timeout_s} s")
+        outcome, changes = (
+            Status.FAILED,
+            _failure("timeout", f"attempt ran over {task.timeout_s} s"),
+        )
     except HandlerError as exc:
         outcome, changes = Status.FAILED, _failure("HandlerError", str(exc))
     except Exception as exc:
@@ -90,7 +99,9 @@ def _finish(ctx: TaskContext, outcome: Status, changes: dict[str, Any]) -> Task 
     except ConditionLost:
         log.warning(
             "task %s: attempt %d ended %s but the task moved on; result dropped",
-            ctx.task_id, ctx.attempt, outcome,
+            ctx.task_id,
+            ctx.attempt,
+            outcome,
         )
         return None
     svc.events.append(Event.status_of(task))

@@ -83,7 +83,9 @@ class Relay:
         if task.status is Status.QUEUED:
             self._enqueue(task)
         else:
-            log.info("task %s is %s already; acking the duplicate message", task.task_id, task.status)
+            log.info(
+                "task %s is %s already; acking the duplicate message", task.task_id, task.status
+            )
         return ACK
 
     def _enqueue(self, task: Task) -> None:
@@ -100,13 +102,21 @@ class Relay:
         except DuplicateJobError:
             log.info("task %s: RQ job exists already", task.task_id)
         else:
-            log.info("task %s (%s) queued on %s [trace %s]", task.task_id, task.type, task.priority, task.trace_id)
+            log.info(
+                "task %s (%s) queued on %s [trace %s]",
+                task.task_id,
+                task.type,
+                task.priority,
+                task.trace_id,
+            )
 
     def _fail(self, task: Task, error: TaskError) -> None:
         if task.status.is_terminal:
             return
         try:
-            failed = self._svc.store.transition(task, Status.FAILED, error=error, finished_at=now_iso())
+            failed = self._svc.store.transition(
+                task, Status.FAILED, error=error, finished_at=now_iso()
+            )
         except ConditionLost:
             return
         self._svc.events.append(Event.status_of(failed))
@@ -153,7 +163,7 @@ class RelayService:
         try:
             outcome = await asyncio.to_thread(self._relay.relay, message.body)
         except Exception:
-            log.error("task %s: relay failed; requeueing", message.message_id, exc_info=True)
+            log.exception("task %s: relay failed; requeueing", message.message_id)
             await asyncio.sleep(1)  # don't spin on a backend that is down
             await message.nack(requeue=True)
             return

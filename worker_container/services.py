@@ -44,4 +44,4 @@ def current() -> Services:
     Built once per process. The RQ worker builds them before it forks, so each job's work
     horse inherits ready clients instead of paying for new ones.
     """
-    return Services.build(Config.from_env(need=("redis",)))
+    return Services.build(Config.from_env(need=["redis"]))

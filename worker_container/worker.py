@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     svc = services.current()
     worker = Worker(svc.config.names.rq_queues, connection=svc.redis, name=args.name)
     log.info("worker %s serving %s", worker.name, ", ".join(svc.config.names.rq_queues))
-    worker.work(burst=args.burst, with_scheduler=True, logging_level=logging.getLevelName(logging.getLogger().level))
+    worker.work(
+        burst=args.burst,
+        with_scheduler=True,
+        logging_level=logging.getLevelName(logging.getLogger().level),
+    )
 
 
 if __name__ == "__main__":

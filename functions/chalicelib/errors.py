@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from chalice import Response
+from chalice.app import Response
 
 from taskcore.errors import PayloadTooLarge, TaskNotFound, ValidationError
 
@@ -22,11 +22,17 @@ class HttpError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str | list[str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
-        self.headers = headers or {}
+        self.headers: dict[str, str | list[str]] = headers or {}
 
     def response(self) -> Response:
         error: dict[str, str] = {"code": self.code, "message": self.message}
@@ -75,9 +81,16 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
         except TaskNotFound as exc:
             return NotFound(str(exc)).response()
         except Exception:
-            log.error("unexpected error in %s (task %s)", view.__name__, kwargs.get("task_id", "-"), exc_info=True)
+            log.exception(
+                "unexpected error in %s (task %s)", view.__name__, kwargs.get("task_id", "-")
+            )
             return Response(
-                {"error": {"code": "internal", "message": "an internal error occurred; it has been logged"}},
+                {
+                    "error": {
+                        "code": "internal",
+                        "message": "an internal error occurred; it has been logged",
+                    }
+                },
                 status_code=500,
             )
 

@@ -33,7 +33,9 @@ class Publisher:
         self._names = names
         self._timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="amqp-publisher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="amqp-publisher", daemon=True
+        )
         self._thread.start()
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None

@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from chalice import Chalice
+from chalice.app import Chalice
 
 
-class ThreadSafeChalice(Chalice):  # type: ignore[misc]
+class ThreadSafeChalice(Chalice):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._per_thread = threading.local()
         super().__init__(*args, **kwargs)

@@ -33,10 +33,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def stack(env: dict[str, str], redis_client: redis.Redis, amqp: aio_pika.abc.AbstractChannel, tmp_path: Path) -> Iterator[Stack]:
+def stack(
+    env: dict[str, str],
+    redis_client: redis.Redis,
+    amqp: aio_pika.abc.AbstractChannel,
+    tmp_path: Path,
+) -> Iterator[Stack]:
     log_path = tmp_path / "stack.log"
     with log_path.open("w") as log:
-        running = Stack(os.environ, ports=Ports(free_port(), free_port(), free_port()), workers=3, output=log)
+        running = Stack(
+            os.environ, ports=Ports(free_port(), free_port(), free_port()), workers=3, output=log
+        )
         try:
             with running:
                 yield running
@@ -49,7 +56,9 @@ async def watch(url: str, task_id: str, token: str) -> list[dict[str, Any]]:
     """Every message a watcher receives, up to and including ``end``."""
     messages: list[dict[str, Any]] = []
     async with connect(url) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "task_id": task_id, "token": token, "cursor": None}))
+        await ws.send(
+            json.dumps({"op": "subscribe", "task_id": task_id, "token": token, "cursor": None})
+        )
         while True:
             message = json.loads(await asyncio.wait_for(ws.recv(), 60))
             messages.append(message)
@@ -62,16 +71,25 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
     async with httpx.AsyncClient(base_url=stack.edge_url, headers=ALICE, timeout=30) as http:
 
         async def submit_and_watch(n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            payload = {"seconds": round(rng.uniform(0.2, 1.0), 2), "steps": rng.randint(1, 4), "fail_rate": 0.2}
+            payload = {
+                "seconds": round(rng.uniform(0.2, 1.0), 2),
+                "steps": rng.randint(1, 4),
+                "fail_rate": 0.2,
+            }
             if n == 0:
                 payload["fail_rate"] = 1.0  # at least one failure, whatever the dice say
             response = await http.post("/tasks", json={"type": "demo.sleep", "payload": payload})
             assert response.status_code == 202, response.text
             body = response.json()
-            return body["task"], await watch(body["watch"]["url"], body["task"]["task_id"], body["watch"]["token"])
+            return body["task"], await watch(
+                body["watch"]["url"], body["task"]["task_id"], body["watch"]["token"]
+            )
 
         results = await asyncio.gather(*(submit_and_watch(n) for n in range(TASKS)))
-        records = {t["task_id"]: (await http.get(f"/tasks/{t['task_id']}")).json()["task"] for t, _ in results}
+        records = {
+            t["task_id"]: (await http.get(f"/tasks/{t['task_id']}")).json()["task"]
+            for t, _ in results
+        }
 
     undelivered = lost = doubled = 0
     for submitted, messages in results:
@@ -81,14 +99,32 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
         assert snapshot["op"] == "snapshot", messages
         assert all(m["op"] == "event" for m in events), messages
         seq = [m["event"]["seq"] for m in events]
-        assert seq == list(range(snapshot["cursor"]["seq"] + 1, snapshot["cursor"]["seq"] + 1 + len(seq))), seq
-        assert len({m["event"]["epoch"] for m in events} | ({snapshot["cursor"]["epoch"]} - {None})) <= 1
+        assert seq == list(
+            range(snapshot["cursor"]["seq"] + 1, snapshot["cursor"]["seq"] + 1 + len(seq))
+        ), seq
+        assert (
+            len({m["event"]["epoch"] for m in events} | ({snapshot["cursor"]["epoch"]} - {None}))
+            <= 1
+        )
         if record["status"] not in ("succeeded", "failed"):
             lost += 1
             continue
-        if end["op"] != "end" or end["status"] != record["status"] or not events or events[-1]["event"]["status"] != record["status"]:
+        if (
+            end["op"] != "end"
+            or end["status"] != record["status"]
+            or not events
+            or events[-1]["event"]["status"] != record["status"]
+        ):
             undelivered += 1
-        if sum(1 for m in events if m["event"]["status"] == "running" and m["event"]["kind"] == "status") > 1 or record["attempt"] != 1:
+        if (
+            sum(
+                1
+                for m in events
+                if m["event"]["status"] == "running" and m["event"]["kind"] == "status"
+            )
+            > 1
+            or record["attempt"] != 1
+        ):
             doubled += 1
         if record["status"] == "failed":
             assert record["error"]["type"] == "HandlerError"
@@ -101,7 +137,10 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
 
 
 def test_the_stack_says_what_to_do_when_rabbitmq_is_unreachable(env: dict[str, str]) -> None:
-    config = Config.from_env({**env, "TASKCAST_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/"}, need=("rabbitmq", "redis"))
+    config = Config.from_env(
+        {**env, "TASKCAST_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/"},
+        need=("rabbitmq", "redis"),
+    )
     with pytest.raises(StackError) as raised:
         check_reachable(config)
     assert "TASKCAST_RABBITMQ_URL" in str(raised.value)

@@ -58,19 +58,24 @@ async def test_submit_answers_202_with_the_task_location_and_a_watch_token(
     assert claims.owner == "alice"
     assert body["watch"]["url"] == config.realtime_url
     stored = TaskStore(aws, config.names.tasks_table).get(task["task_id"])
-    assert stored is not None and stored.owner == "alice"
+    assert stored is not None
+    assert stored.owner == "alice"
 
     queue = await amqp.get_queue(config.names.tasks_queue)
     messages = await drain(queue)
     assert len(messages) == 1
     message = messages[0]
-    assert Submitted.decode(message.body) == Submitted(task["task_id"], "demo.sleep", stored.trace_id)
+    assert Submitted.decode(message.body) == Submitted(
+        task["task_id"], "demo.sleep", stored.trace_id
+    )
     assert message.message_id == task["task_id"]
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert message.routing_key == "task.submitted.demo.sleep"
 
 
-@pytest.mark.parametrize("headers", [{"Content-Type": "application/json"}, {**ALICE, "X-Api-Key": "wrong"}])
+@pytest.mark.parametrize(
+    "headers", [{"Content-Type": "application/json"}, {**ALICE, "X-Api-Key": "wrong"}]
+)
 def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) -> None:
     response = submit(edge, {"type": "demo.noop"}, headers)
     assert response.status_code == 401
@@ -95,8 +100,13 @@ def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) ->
     ],
 )
 async def test_bad_input_gets_a_4xx_that_says_what_is_wrong_and_stores_nothing(
-    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config,
-    body: Any, status: int, field: str | None,
+    edge: Client,
+    aws: Any,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    body: Any,
+    status: int,
+    field: str | None,
 ) -> None:
     response = submit(edge, body)
     assert response.status_code == status
@@ -115,7 +125,10 @@ def test_an_owner_reads_its_task_and_nobody_else_can(edge: Client) -> None:
     assert json.loads(mine.body)["task"]["task_id"] == task_id
     assert edge.http.get(f"/tasks/{task_id}", headers=BOB).status_code == 404
     assert edge.http.get("/tasks/not-a-uuid", headers=ALICE).status_code == 404
-    assert edge.http.get("/tasks/9f0c3a1e-0000-4000-8000-000000000001", headers=ALICE).status_code == 404
+    assert (
+        edge.http.get("/tasks/9f0c3a1e-0000-4000-8000-000000000001", headers=ALICE).status_code
+        == 404
+    )
 
 
 def test_a_fresh_watch_token_is_minted_for_the_owner_only(edge: Client) -> None:
@@ -127,7 +140,10 @@ def test_a_fresh_watch_token_is_minted_for_the_owner_only(edge: Client) -> None:
 
 
 def test_listing_is_the_owners_newest_first_filtered_and_paged(edge: Client) -> None:
-    ids = [json.loads(submit(edge, {"type": t}).body)["task"]["task_id"] for t in ["demo.noop", "demo.sleep"] * 3]
+    ids = [
+        json.loads(submit(edge, {"type": t}).body)["task"]["task_id"]
+        for t in ["demo.noop", "demo.sleep"] * 3
+    ]
     submit(edge, {"type": "demo.noop"}, BOB)
 
     everything = json.loads(edge.http.get("/tasks?limit=100", headers=ALICE).body)
@@ -152,7 +168,13 @@ def test_listing_is_the_owners_newest_first_filtered_and_paged(edge: Client) -> 
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("?limit=0", "limit"), ("?limit=abc", "limit"), ("?status=done", "status"), ("?type=nope", "type"), ("?cursor=garbage", "cursor")],
+    [
+        ("?limit=0", "limit"),
+        ("?limit=abc", "limit"),
+        ("?status=done", "status"),
+        ("?type=nope", "type"),
+        ("?cursor=garbage", "cursor"),
+    ],
 )
 def test_bad_list_queries_are_422(edge: Client, query: str, field: str) -> None:
     response = edge.http.get(f"/tasks{query}", headers=ALICE)
@@ -189,7 +211,9 @@ def test_the_catalogue_is_listed(edge: Client) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 bodies = st.one_of(
@@ -197,12 +221,20 @@ bodies = st.one_of(
     json_values.map(json.dumps),
     st.fixed_dictionaries(
         {"type": st.sampled_from(["demo.sleep", "demo.noop", "x"]) | json_values},
-        optional={"payload": st.dictionaries(st.sampled_from(["seconds", "fail_rate", "steps", "z"]), json_values, max_size=3) | json_values, "priority": json_values},
+        optional={
+            "payload": st.dictionaries(
+                st.sampled_from(["seconds", "fail_rate", "steps", "z"]), json_values, max_size=3
+            )
+            | json_values,
+            "priority": json_values,
+        },
     ).map(json.dumps),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=bodies)
 def test_nothing_a_client_sends_produces_a_500(edge: Client, body: str | bytes) -> None:
     response = submit(edge, body)

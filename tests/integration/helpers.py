@@ -15,14 +15,27 @@ from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
 
 
-def make_task(task_type: str = "demo.sleep", payload: dict[str, Any] | None = None, owner: str = "alice", **changes: Any) -> Task:
+def make_task(
+    task_type: str = "demo.sleep",
+    payload: dict[str, Any] | None = None,
+    owner: str = "alice",
+    **changes: Any,
+) -> Task:
     kind = lookup(task_type)
     now = now_iso()
     fields: dict[str, Any] = dict(
-        task_id=new_task_id(), owner=owner, type=task_type, payload=kind.validate(payload or {}),
-        status=Status.PENDING, priority=Priority.NORMAL, max_attempts=kind.max_attempts,
-        timeout_s=kind.timeout_s, created_at=now, updated_at=now,
-        expires_at=int(time.time()) + 3600, trace_id=new_trace_id(),
+        task_id=new_task_id(),
+        owner=owner,
+        type=task_type,
+        payload=kind.validate(payload or {}),
+        status=Status.PENDING,
+        priority=Priority.NORMAL,
+        max_attempts=kind.max_attempts,
+        timeout_s=kind.timeout_s,
+        created_at=now,
+        updated_at=now,
+        expires_at=int(time.time()) + 3600,
+        trace_id=new_trace_id(),
     )
     fields.update(changes)
     return Task(**fields)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import aio_pika
@@ -39,7 +39,9 @@ def store(aws: Any, config: Config) -> TaskStore:
 
 
 @pytest.fixture
-async def relay(svc: services.Services, amqp: aio_pika.abc.AbstractChannel, config: Config) -> AsyncIterator[None]:
+async def relay(
+    svc: services.Services, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> AsyncIterator[None]:
     """The relay consuming this test's queue for the length of the test."""
     stop = asyncio.Event()
     running = asyncio.create_task(RelayService(config, Relay(svc)).run(stop))
@@ -48,7 +50,13 @@ async def relay(svc: services.Services, amqp: aio_pika.abc.AbstractChannel, conf
     await asyncio.wait_for(running, 10)
 
 
-async def publish(channel: aio_pika.abc.AbstractChannel, config: Config, body: bytes, message_id: str, routing_key: str = "task.submitted.demo.sleep") -> None:
+async def publish(
+    channel: aio_pika.abc.AbstractChannel,
+    config: Config,
+    body: bytes,
+    message_id: str,
+    routing_key: str = "task.submitted.demo.sleep",
+) -> None:
     exchange = await channel.get_exchange(config.names.exchange)
     await exchange.publish(aio_pika.Message(body, message_id=message_id), routing_key=routing_key)
 
@@ -66,10 +74,22 @@ def run_jobs(svc: services.Services) -> None:
     SimpleWorker(list(svc.queues.values()), connection=svc.redis).work(burst=True)
 
 
-async def submit(channel: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, task_type: str = "demo.sleep", payload: dict[str, Any] | None = None) -> str:
+async def submit(
+    channel: aio_pika.abc.AbstractChannel,
+    config: Config,
+    store: TaskStore,
+    task_type: str = "demo.sleep",
+    payload: dict[str, Any] | None = None,
+) -> str:
     task = make_task(task_type, payload)
     store.create(task)
-    await publish(channel, config, Submitted(task.task_id, task.type, task.trace_id).encode(), task.task_id, f"task.submitted.{task_type}")
+    await publish(
+        channel,
+        config,
+        Submitted(task.task_id, task.type, task.trace_id).encode(),
+        task.task_id,
+        f"task.submitted.{task_type}",
+    )
     return task.task_id
 
 
@@ -78,13 +98,19 @@ def rq_queue_length(svc: services.Services) -> int:
 
 
 async def test_relay_queues_the_task_emits_the_event_and_acks(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    store: TaskStore,
+    svc: services.Services,
+    redis_client: redis.Redis,
 ) -> None:
     task_id = await submit(amqp, config, store)
 
     await until(lambda: rq_queue_length(svc) == 1)
     task = store.get(task_id)
-    assert task is not None and task.status is Status.QUEUED
+    assert task is not None
+    assert task.status is Status.QUEUED
     (event,) = logged_events(redis_client, config.names, task_id)
     assert (event.seq, event.status, event.kind) == (1, Status.QUEUED, EventKind.STATUS)
     assert svc.queues[task.priority].job_ids == [task_id]
@@ -92,7 +118,9 @@ async def test_relay_queues_the_task_emits_the_event_and_acks(
     await until(lambda: queue.declaration_result.message_count == 0)
 
 
-def test_a_message_delivered_twice_queues_the_task_once(svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis) -> None:
+def test_a_message_delivered_twice_queues_the_task_once(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
     task = make_task()
     store.create(task)
     body = Submitted(task.task_id, task.type, task.trace_id).encode()
@@ -105,7 +133,9 @@ def test_a_message_delivered_twice_queues_the_task_once(svc: services.Services, 
     assert len(logged_events(redis_client, config.names, task.task_id)) == 1
 
 
-def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(svc: services.Services, store: TaskStore, config: Config) -> None:
+def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(
+    svc: services.Services, store: TaskStore, config: Config
+) -> None:
     # The relay marked the task queued, then died before enqueueing: the redelivery finishes the job.
     task = make_task(status=Status.QUEUED)
     store.create(task)
@@ -120,11 +150,19 @@ def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(svc: servi
     [
         (b"\x00not json", "unparseable"),
         (b'{"v": 1, "task_id": "", "type": "demo.sleep", "trace_id": "t"}', "unparseable"),
-        (Submitted("9f0c3a1e-0000-4000-8000-00000000dead", "demo.sleep", "t").encode(), "no record"),
+        (
+            Submitted("9f0c3a1e-0000-4000-8000-00000000dead", "demo.sleep", "t").encode(),
+            "no record",
+        ),
     ],
 )
 async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, svc: services.Services, body: bytes, reason: str,
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    svc: services.Services,
+    body: bytes,
+    reason: str,
 ) -> None:
     await publish(amqp, config, body, "poison")
 
@@ -136,41 +174,65 @@ async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
 
 
 async def test_a_record_of_an_unknown_type_fails_and_is_dead_lettered(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services,
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    store: TaskStore,
+    svc: services.Services,
 ) -> None:
     task = make_task()
     store.create(replace(task, type="retired.type"))
-    await publish(amqp, config, Submitted(task.task_id, "retired.type", task.trace_id).encode(), task.task_id)
+    await publish(
+        amqp, config, Submitted(task.task_id, "retired.type", task.trace_id).encode(), task.task_id
+    )
 
     dead = await drain(await amqp.get_queue(config.names.dead_queue))
     assert "unknown task type" in str(dead[0].headers[REASON_HEADER])
     failed = store.get(task.task_id)
-    assert failed is not None and failed.status is Status.FAILED
-    assert failed.error is not None and failed.error.type == "unknown_type"
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "unknown_type"
 
 
 async def test_a_task_runs_and_its_log_tells_every_step_in_order(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    store: TaskStore,
+    svc: services.Services,
+    redis_client: redis.Redis,
 ) -> None:
-    task_id = await submit(amqp, config, store, payload={"seconds": 0.2, "steps": 4, "fail_rate": 0})
+    task_id = await submit(
+        amqp, config, store, payload={"seconds": 0.2, "steps": 4, "fail_rate": 0}
+    )
     await until(lambda: rq_queue_length(svc) == 1)
 
     run_jobs(svc)
 
     task = store.get(task_id)
-    assert task is not None and task.status is Status.SUCCEEDED
+    assert task is not None
+    assert task.status is Status.SUCCEEDED
     assert task.result == {"slept_s": 0.2}
-    assert task.attempt == 1 and task.progress.percent == 100
+    assert task.attempt == 1
+    assert task.progress.percent == 100
     events = logged_events(redis_client, config.names, task_id)
     assert [e.seq for e in events] == list(range(1, 8))
     assert len({e.epoch for e in events}) == 1
-    assert [e.status for e in events] == [Status.QUEUED, Status.RUNNING] + [Status.RUNNING] * 4 + [Status.SUCCEEDED]
+    assert [e.status for e in events] == [Status.QUEUED, Status.RUNNING] + [Status.RUNNING] * 4 + [
+        Status.SUCCEEDED
+    ]
     assert [e.progress.percent for e in events if e.kind is EventKind.PROGRESS] == [25, 50, 75, 100]
     assert events[-1].result == {"slept_s": 0.2}
 
 
 async def test_a_failing_handler_fails_the_task_with_its_error(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config, store: TaskStore, svc: services.Services, redis_client: redis.Redis,
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    store: TaskStore,
+    svc: services.Services,
+    redis_client: redis.Redis,
 ) -> None:
     task_id = await submit(amqp, config, store, payload={"seconds": 0, "steps": 1, "fail_rate": 1})
     await until(lambda: rq_queue_length(svc) == 1)
@@ -178,16 +240,23 @@ async def test_a_failing_handler_fails_the_task_with_its_error(
     run_jobs(svc)
 
     task = store.get(task_id)
-    assert task is not None and task.status is Status.FAILED
-    assert task.error is not None and task.error.type == "HandlerError"
+    assert task is not None
+    assert task.status is Status.FAILED
+    assert task.error is not None
+    assert task.error.type == "HandlerError"
     last = logged_events(redis_client, config.names, task_id)[-1]
-    assert last.status is Status.FAILED and last.error == task.error
+    assert last.status is Status.FAILED
+    assert last.error == task.error
 
 
-def test_a_duplicate_job_of_a_finished_task_does_nothing(svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis) -> None:
+def test_a_duplicate_job_of_a_finished_task_does_nothing(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
     task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
     store.create(task)
-    Queue(config.names.rq_queue(task.priority), connection=svc.redis).enqueue("worker_container.job.run_task", task.task_id)
+    Queue(config.names.rq_queue(task.priority), connection=svc.redis).enqueue(
+        "worker_container.job.run_task", task.task_id
+    )
 
     run_jobs(svc)
 
@@ -195,7 +264,9 @@ def test_a_duplicate_job_of_a_finished_task_does_nothing(svc: services.Services,
     assert logged_events(redis_client, config.names, task.task_id) == []
 
 
-def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(svc: services.Services, store: TaskStore, config: Config) -> None:
+def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(
+    svc: services.Services, store: TaskStore, config: Config
+) -> None:
     task = make_task(payload={"seconds": 5, "steps": 1, "fail_rate": 0}, status=Status.QUEUED)
     store.create(task)
     svc.queues[task.priority].enqueue("worker_container.job.run_task", task.task_id, job_timeout=1)
@@ -203,5 +274,7 @@ def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(svc: services.Se
     run_jobs(svc)
 
     failed = store.get(task.task_id)
-    assert failed is not None and failed.status is Status.FAILED
-    assert failed.error is not None and failed.error.type == "timeout"
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "timeout"

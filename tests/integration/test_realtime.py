@@ -37,8 +37,16 @@ def free_port() -> int:
 class World:
     """A realtime instance plus the writers a worker would use."""
 
-    def __init__(self, config: Config, store: TaskStore, events: EventLog, service: RealtimeService, url: str) -> None:
-        self.config, self.store, self.events, self.service, self.url = config, store, events, service, url
+    def __init__(
+        self, config: Config, store: TaskStore, events: EventLog, service: RealtimeService, url: str
+    ) -> None:
+        self.config, self.store, self.events, self.service, self.url = (
+            config,
+            store,
+            events,
+            service,
+            url,
+        )
 
     def create(self, **changes: Any) -> Task:
         task = make_task(**changes)
@@ -59,9 +67,20 @@ class World:
     def token(self, task: Task, ttl_s: int = 60, owner: str | None = None) -> str:
         return token.issue(WATCH_SECRET.encode(), task.task_id, owner or task.owner, ttl_s)[0]
 
-    async def subscribe(self, task: Task, cursor: dict[str, Any] | None = None, tok: str | None = None) -> ClientConnection:
+    async def subscribe(
+        self, task: Task, cursor: dict[str, Any] | None = None, tok: str | None = None
+    ) -> ClientConnection:
         ws = await connect(self.url)
-        await ws.send(json.dumps({"op": "subscribe", "task_id": task.task_id, "token": tok or self.token(task), "cursor": cursor}))
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "task_id": task.task_id,
+                    "token": tok or self.token(task),
+                    "cursor": cursor,
+                }
+            )
+        )
         return ws
 
 
@@ -73,8 +92,11 @@ async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIte
     serving = asyncio.create_task(service.serve("127.0.0.1", port, stop, ready))
     await asyncio.wait_for(ready.wait(), 10)
     yield World(
-        config, TaskStore(aws, config.names.tasks_table),
-        EventLog(redis_client, config.names, config.event_log_ttl_s), service, f"ws://127.0.0.1:{port}",
+        config,
+        TaskStore(aws, config.names.tasks_table),
+        EventLog(redis_client, config.names, config.event_log_ttl_s),
+        service,
+        f"ws://127.0.0.1:{port}",
     )
     stop.set()
     await asyncio.wait_for(serving, 10)
@@ -120,8 +142,18 @@ async def test_a_watcher_gets_a_snapshot_then_live_events_then_end(world: World)
 
     messages = await receive_until_end(ws)
     assert seqs(messages) == [1, 2, 3, 4]
-    assert [m["event"]["status"] for m in messages[:-1]] == ["queued", "running", "running", "succeeded"]
-    assert messages[-1] == {"op": "end", "task_id": task.task_id, "status": "succeeded", "task": world.store.get(task.task_id).to_public()}  # type: ignore[union-attr]
+    assert [m["event"]["status"] for m in messages[:-1]] == [
+        "queued",
+        "running",
+        "running",
+        "succeeded",
+    ]
+    assert messages[-1] == {
+        "op": "end",
+        "task_id": task.task_id,
+        "status": "succeeded",
+        "task": world.store.get(task.task_id).to_public(),
+    }  # type: ignore[union-attr]
     await ws.close()
 
 
@@ -132,7 +164,8 @@ async def test_a_late_watcher_gets_the_current_state_and_only_what_follows(world
 
     snapshot = await receive(ws)
     assert snapshot["task"]["status"] == "running"
-    assert snapshot["cursor"]["seq"] == 2 and snapshot["resumed"] is False
+    assert snapshot["cursor"]["seq"] == 2
+    assert snapshot["resumed"] is False
     world.move(task, Status.FAILED, error=None)
     assert seqs(await receive_until_end(ws)) == [3]
 
@@ -150,14 +183,17 @@ async def test_a_reconnecting_watcher_gets_exactly_what_it_missed(world: World) 
         task = world.progress(task, percent)
     ws = await world.subscribe(task, cursor)
     snapshot = await receive(ws)
-    assert snapshot["resumed"] is True and snapshot["cursor"] == cursor
+    assert snapshot["resumed"] is True
+    assert snapshot["cursor"] == cursor
     world.move(task, Status.SUCCEEDED)
     messages = await receive_until_end(ws)
     assert seqs(messages) == [3, 4, 5, 6]
     assert [m["event"]["progress"]["percent"] for m in messages[:3]] == [10, 20, 30]
 
 
-async def test_a_cursor_from_a_lost_log_gets_a_fresh_snapshot(world: World, redis_client: redis.Redis) -> None:
+async def test_a_cursor_from_a_lost_log_gets_a_fresh_snapshot(
+    world: World, redis_client: redis.Redis
+) -> None:
     task = world.move(world.create(), Status.QUEUED)
     task = world.move(task, Status.RUNNING, attempt=1)
     old_epoch = redis_client.hget(world.config.names.event_meta(task.task_id), "epoch").decode()  # type: ignore[union-attr]
@@ -167,7 +203,8 @@ async def test_a_cursor_from_a_lost_log_gets_a_fresh_snapshot(world: World, redi
     ws = await world.subscribe(task, {"epoch": old_epoch, "seq": 2})
     snapshot = await receive(ws)
     assert snapshot["resumed"] is False
-    assert snapshot["cursor"]["epoch"] != old_epoch and snapshot["cursor"]["seq"] == 1
+    assert snapshot["cursor"]["epoch"] != old_epoch
+    assert snapshot["cursor"]["seq"] == 1
     assert snapshot["task"]["progress"]["percent"] == 40
     world.move(task, Status.SUCCEEDED)
     assert seqs(await receive_until_end(ws)) == [2]
@@ -183,7 +220,9 @@ async def test_watching_a_finished_task_gives_its_snapshot_and_end(world: World)
     assert messages[-1]["status"] == "succeeded"
 
 
-async def test_a_finished_task_whose_log_was_lost_still_ends(world: World, redis_client: redis.Redis) -> None:
+async def test_a_finished_task_whose_log_was_lost_still_ends(
+    world: World, redis_client: redis.Redis
+) -> None:
     task = world.move(world.create(), Status.QUEUED)
     world.store.transition(world.store.transition(task, Status.RUNNING, attempt=1), Status.FAILED)
     redis_client.flushdb()
@@ -196,8 +235,15 @@ async def test_a_finished_task_whose_log_was_lost_still_ends(world: World, redis
 async def test_one_connection_watches_several_tasks(world: World) -> None:
     one, two = world.create(), world.create()
     ws = await world.subscribe(one)
-    await ws.send(json.dumps({"op": "subscribe", "task_id": two.task_id, "token": world.token(two), "cursor": None}))
-    assert {(await receive(ws))["task_id"], (await receive(ws))["task_id"]} == {one.task_id, two.task_id}
+    await ws.send(
+        json.dumps(
+            {"op": "subscribe", "task_id": two.task_id, "token": world.token(two), "cursor": None}
+        )
+    )
+    assert {(await receive(ws))["task_id"], (await receive(ws))["task_id"]} == {
+        one.task_id,
+        two.task_id,
+    }
     world.move(two, Status.CANCELLED)
     world.move(one, Status.CANCELLED)
     ends = []
@@ -217,19 +263,27 @@ async def test_one_connection_watches_several_tasks(world: World) -> None:
         (lambda w, t: w.token(t, owner="mallory"), "not_found", 4004),
     ],
 )
-async def test_a_bad_token_is_refused_with_its_code(world: World, make_token: Any, code: str, close: int) -> None:
+async def test_a_bad_token_is_refused_with_its_code(
+    world: World, make_token: Any, code: str, close: int
+) -> None:
     task = world.create()
     ws = await world.subscribe(task, tok=make_token(world, task))
     error = await receive(ws)
-    assert error["op"] == "error" and error["code"] == code
+    assert error["op"] == "error"
+    assert error["code"] == code
     with pytest.raises(ConnectionClosed) as closed:
         await receive(ws)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == close
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == close
 
 
 @pytest.mark.parametrize(
     ("message", "code"),
-    [("not json", "bad_request"), ('{"op": "dance"}', "bad_request"), ('{"op": "subscribe", "task_id": "x", "token": "t"}', "not_found")],
+    [
+        ("not json", "bad_request"),
+        ('{"op": "dance"}', "bad_request"),
+        ('{"op": "subscribe", "task_id": "x", "token": "t"}', "not_found"),
+    ],
 )
 async def test_malformed_messages_are_refused(world: World, message: str, code: str) -> None:
     async with connect(world.url) as ws:
@@ -250,7 +304,8 @@ async def test_an_oversized_message_closes_with_1009(world: World) -> None:
         await ws.send("x" * (MAX_MESSAGE_BYTES + 1))
         with pytest.raises(ConnectionClosed) as closed:
             await receive(ws)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
 
 
 async def test_subscriptions_are_released_when_watchers_leave(world: World) -> None:
@@ -274,11 +329,16 @@ async def test_shutdown_closes_watchers_with_1001(world: World, aws: Any, config
     serving = asyncio.create_task(other.serve("127.0.0.1", port, stop, ready))
     await ready.wait()
     ws2 = await connect(f"ws://127.0.0.1:{port}")
-    await ws2.send(json.dumps({"op": "subscribe", "task_id": task.task_id, "token": world.token(task), "cursor": None}))
+    await ws2.send(
+        json.dumps(
+            {"op": "subscribe", "task_id": task.task_id, "token": world.token(task), "cursor": None}
+        )
+    )
     await receive(ws2)
     stop.set()
     with pytest.raises(ConnectionClosed) as closed:
         await receive(ws2)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
     await serving
     await ws.close()

@@ -12,10 +12,15 @@ FULL = {
 
 
 def test_reads_every_backend_url() -> None:
-    config = Config.from_env({**FULL, "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, need=("rabbitmq", "redis"))
+    config = Config.from_env(
+        {**FULL, "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, need=("rabbitmq", "redis")
+    )
     assert config.rabbitmq == FULL["TASKCAST_RABBITMQ_URL"]
     assert config.redis == FULL["TASKCAST_REDIS_URL"]
-    assert config.aws_client_kwargs() == {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"}
+    assert config.aws_client_kwargs() == {
+        "region_name": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:5000",
+    }
 
 
 def test_no_endpoint_means_real_aws() -> None:
@@ -70,6 +75,10 @@ def test_api_keys_map_to_owners_without_keeping_the_keys() -> None:
 
 def test_namespace_names_every_resource() -> None:
     names = Config.from_env({"TASKCAST_NAMESPACE": "blue"}).names
-    assert (names.exchange, names.tasks_queue, names.dead_queue) == ("blue", "blue.tasks", "blue.dead")
+    assert (names.exchange, names.tasks_queue, names.dead_queue) == (
+        "blue",
+        "blue.tasks",
+        "blue.dead",
+    )
     assert names.tasks_table == "blue-tasks"
     assert names.rq_queues == ["blue.high", "blue.normal", "blue.low"]

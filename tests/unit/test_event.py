@@ -11,10 +11,20 @@ from taskcore.task import Progress, Task, TaskError
 
 def _task(**changes: object) -> Task:
     base: dict[str, object] = dict(
-        task_id="9f0c3a1e-0000-4000-8000-000000000001", owner="alice", type="demo.sleep",
-        payload={"seconds": 1}, status=Status.RUNNING, priority=Priority.NORMAL, max_attempts=1,
-        timeout_s=60, created_at="2026-11-23T10:00:00.000Z", updated_at="2026-11-23T10:00:00.000Z",
-        expires_at=1, trace_id="t", attempt=1, progress=Progress(40.0, "step 2"),
+        task_id="9f0c3a1e-0000-4000-8000-000000000001",
+        owner="alice",
+        type="demo.sleep",
+        payload={"seconds": 1},
+        status=Status.RUNNING,
+        priority=Priority.NORMAL,
+        max_attempts=1,
+        timeout_s=60,
+        created_at="2026-11-23T10:00:00.000Z",
+        updated_at="2026-11-23T10:00:00.000Z",
+        expires_at=1,
+        trace_id="t",
+        attempt=1,
+        progress=Progress(40.0, "step 2"),
     )
     base.update(changes)
     return Task(**base)  # type: ignore[arg-type]
@@ -27,7 +37,9 @@ def test_event_round_trips_through_json() -> None:
 
 
 def test_success_event_carries_the_result_and_others_do_not() -> None:
-    assert Event.status_of(_task(status=Status.SUCCEEDED, result={"n": 1})).to_json()["result"] == {"n": 1}
+    assert Event.status_of(_task(status=Status.SUCCEEDED, result={"n": 1})).to_json()["result"] == {
+        "n": 1
+    }
     assert "result" not in Event.status_of(_task(result={"n": 1})).to_json()
 
 
@@ -40,7 +52,8 @@ def test_progress_event_has_progress_kind() -> None:
 def test_unstamped_form_has_no_seq_or_epoch_and_starts_an_object() -> None:
     text = Event.status_of(_task()).encode_unstamped()
     data = json.loads(text)
-    assert "seq" not in data and "epoch" not in data
+    assert "seq" not in data
+    assert "epoch" not in data
     # The event log splices seq and epoch in after the opening brace.
     assert text.startswith('{"v":1,')
 
@@ -54,6 +67,11 @@ def test_decode_refuses_what_is_not_a_v1_event(raw: str) -> None:
 def test_cursor_parses_and_refuses() -> None:
     assert Cursor.from_json({"epoch": "e", "seq": 4}) == Cursor("e", 4)
     assert Cursor.from_json({"epoch": None, "seq": 0}) == Cursor(None, 0)
-    for bad in ({"epoch": "e", "seq": -1}, {"epoch": 1, "seq": 1}, {"epoch": "e", "seq": True}, "e:4"):
+    for bad in (
+        {"epoch": "e", "seq": -1},
+        {"epoch": 1, "seq": 1},
+        {"epoch": "e", "seq": True},
+        "e:4",
+    ):
         with pytest.raises(EventDecodeError):
             Cursor.from_json(bad)

@@ -8,8 +8,10 @@ from taskcore.status import TERMINAL, TRANSITIONS, Status, can_transition, check
 
 def test_the_happy_path_is_allowed() -> None:
     for source, target in [
-        (Status.PENDING, Status.QUEUED), (Status.QUEUED, Status.RUNNING),
-        (Status.RUNNING, Status.SUCCEEDED), (Status.RUNNING, Status.RETRYING),
+        (Status.PENDING, Status.QUEUED),
+        (Status.QUEUED, Status.RUNNING),
+        (Status.RUNNING, Status.SUCCEEDED),
+        (Status.RUNNING, Status.RETRYING),
         (Status.RETRYING, Status.RUNNING),
     ]:
         check_transition(source, target)

@@ -8,7 +8,9 @@ from taskcore.task import Progress, Task, TaskError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -24,26 +26,56 @@ json_values = st.recursive(
     started=st.none() | st.just("2026-11-23T10:00:01.000Z"),
 )
 def test_task_survives_its_dynamodb_item_form(
-    status: Status, priority: Priority, attempt: int, percent: float, payload: dict[str, object],
-    result: object, error: TaskError | None, started: str | None,
+    status: Status,
+    priority: Priority,
+    attempt: int,
+    percent: float,
+    payload: dict[str, object],
+    result: object,
+    error: TaskError | None,
+    started: str | None,
 ) -> None:
     task = Task(
-        task_id="id", owner="alice", type="demo.sleep", payload=payload, status=status,
-        priority=priority, max_attempts=3, timeout_s=60, created_at="2026-11-23T10:00:00.000Z",
-        updated_at="2026-11-23T10:00:00.000Z", expires_at=1_900_000_000, trace_id="trace",
-        attempt=attempt, progress=Progress(percent, "m"), result=result, error=error, started_at=started,
+        task_id="id",
+        owner="alice",
+        type="demo.sleep",
+        payload=payload,
+        status=status,
+        priority=priority,
+        max_attempts=3,
+        timeout_s=60,
+        created_at="2026-11-23T10:00:00.000Z",
+        updated_at="2026-11-23T10:00:00.000Z",
+        expires_at=1_900_000_000,
+        trace_id="trace",
+        attempt=attempt,
+        progress=Progress(percent, "m"),
+        result=result,
+        error=error,
+        started_at=started,
     )
     assert Task.from_item(task.to_item()) == task
 
 
 def test_public_form_hides_the_owner_and_shows_result_only_on_success() -> None:
     task = Task(
-        task_id="id", owner="alice", type="demo.noop", payload={}, status=Status.RUNNING,
-        priority=Priority.NORMAL, max_attempts=1, timeout_s=30, created_at="c", updated_at="u",
-        expires_at=1, trace_id="t", result={"partial": True},
+        task_id="id",
+        owner="alice",
+        type="demo.noop",
+        payload={},
+        status=Status.RUNNING,
+        priority=Priority.NORMAL,
+        max_attempts=1,
+        timeout_s=30,
+        created_at="c",
+        updated_at="u",
+        expires_at=1,
+        trace_id="t",
+        result={"partial": True},
     )
     public = task.to_public()
-    assert "owner" not in public and "result" not in public
+    assert "owner" not in public
+    assert "result" not in public
     assert task.with_status(Status.SUCCEEDED).to_public()["result"] == {"partial": True}
 
 

@@ -34,7 +34,7 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 
 def test_tampered_claims_are_refused() -> None:
     issued, _ = token.issue(SECRET, "task-1", "alice", ttl_s=60)
-    body, signature = issued.split(".")
+    _body, signature = issued.split(".")
     forged_body, _ = token.issue(SECRET, "task-1", "mallory", ttl_s=60)
     with pytest.raises(TokenError):
         token.verify(SECRET, f"{forged_body.split('.')[0]}.{signature}", "task-1")

@@ -1,0 +1,46 @@
+# The same commands for everyone: make install | demo | test | lint | bench | package
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install services demo up test lint format bench package clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+services:  ## start RabbitMQ and Redis on this machine if they are not answering
+	scripts/services.sh
+
+demo: install services
+	$(BIN)/taskcast demo
+
+up: install services
+	$(BIN)/taskcast up
+
+test: install services
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install services
+	$(BIN)/python -m bench
+
+package: install  ## the SAM template for AWS, with taskcore vendored into the Lambda bundle
+	rm -rf functions/vendor && mkdir -p functions/vendor
+	cp -r taskcore functions/vendor/taskcore
+	cd functions && ../$(BIN)/chalice package --stage prod ../build/sam
+
+clean:
+	rm -rf $(VENV) build functions/vendor .pytest_cache .mypy_cache .ruff_cache .taskcast
