@@ -9,7 +9,7 @@ Server -> client::
 
     {"op": "snapshot", "task_id", "task": {...}, "cursor": {"epoch", "seq"}, "resumed": bool}
     {"op": "event", "event": {...}}          # seq = previous seq + 1, always
-    {"op": "end", "task_id", "status", "task": {...}}
+    {"op": "end", "task_id", "status", "result"?, "error"?}
     {"op": "error", "code", "message", "task_id"?}   # then a close with the code's 4xxx
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from taskcore.errors import EventDecodeError
 from taskcore.event import Cursor, Event
+from taskcore.status import Status
 from taskcore.task import Task
 
 
@@ -114,10 +115,17 @@ def event(e: Event) -> str:
     return _dump({"op": "event", "event": e.to_json()})
 
 
-def end(task: Task) -> str:
-    return _dump(
-        {"op": "end", "task_id": task.task_id, "status": str(task.status), "task": task.to_public()}
-    )
+def end(source: Task | Event) -> str:
+    """The last message of a watch: the final status, with the result or the error.
+
+    Built from the terminal event, or from the record when that event never reached the log.
+    """
+    data: dict[str, Any] = {"op": "end", "task_id": source.task_id, "status": str(source.status)}
+    if source.status is Status.SUCCEEDED:
+        data["result"] = source.result
+    if source.error is not None:
+        data["error"] = source.error.to_json()
+    return _dump(data)
 
 
 def error(exc: ProtocolError) -> str:

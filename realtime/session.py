@@ -200,14 +200,9 @@ class _TaskWatch:
         await self._s._send(protocol.event(event))
         self._sent = event.seq
         if event.status.is_terminal:
-            await self._end()
+            await self._s._send(protocol.end(event))
             return True
         return False
-
-    async def _end(self) -> None:
-        task = await asyncio.to_thread(self._s._store.get, self._task_id)
-        assert task is not None
-        await self._s._send(protocol.end(task))
 
     async def _finish_terminal(self, task: Task, live: asyncio.Queue[Event]) -> None:
         """For a task that has ended: wait briefly for its terminal event, else end from the record."""

@@ -37,6 +37,7 @@ class Board:
             console=self.console,
         )
         self._rows: dict[str, TaskID] = {}
+        self._tasks: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> Board:
         self._progress.start()
@@ -46,6 +47,7 @@ class Board:
         self._progress.stop()
 
     def add(self, task: dict[str, Any]) -> None:
+        self._tasks[task["task_id"]] = dict(task)
         self._rows[task["task_id"]] = self._progress.add_task(
             "",
             total=100,
@@ -58,18 +60,23 @@ class Board:
 
     def apply(self, update: Update) -> None:
         row = self._rows[update.task_id]
-        self._progress.update(
-            row,
-            completed=float(update.progress.get("percent", 0)),
-            status=update.status,
-            style=STATUS_STYLE.get(update.status, ""),
-            message=str(update.progress.get("message", ""))[:40],
-        )
-        if update.op == "end":
-            self.final[update.task_id] = update.data["task"]
-            error = update.data["task"].get("error")
-            if error:
-                self._progress.update(row, message=f"{error['type']}: {error['message']}"[:60])
+        style = STATUS_STYLE.get(update.status, "")
+        task = self._tasks[update.task_id]
+        if update.op != "end":
+            task["attempt"] = update.attempt
+            self._progress.update(
+                row,
+                completed=float(update.progress.get("percent", 0)),
+                status=update.status,
+                style=style,
+                message=str(update.progress.get("message", ""))[:40],
+            )
+            return
+        self.final[update.task_id] = {**task, **update.data}
+        self._progress.update(row, status=update.status, style=style)
+        error = update.data.get("error")
+        if error:
+            self._progress.update(row, message=f"{error['type']}: {error['message']}"[:60])
 
     async def follow(
         self, client: Client, submissions: Iterable[Submission]
@@ -88,7 +95,7 @@ class Board:
 
 
 def summary(tasks: Iterable[dict[str, Any]]) -> Table:
-    """The final table: one row per task, and how long each took from submit to end."""
+    """The final table: one row per task, with its attempts and its result or error."""
     table = Table(title="taskcast: summary")
     for column in ("task", "type", "status", "attempts", "result / error"):
         table.add_column(column)

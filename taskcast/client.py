@@ -84,8 +84,9 @@ class Page:
 class Update:
     """One message of a watch: a ``snapshot``, an ``event`` or the ``end``.
 
-    ``status``, ``progress`` and ``attempt`` are the task's as of this message; ``data`` is the
-    message as the server sent it.
+    ``status`` is the task's as of this message; ``progress`` and ``attempt`` come with snapshots
+    and events (``end`` repeats the final status with its ``result`` or ``error``); ``data`` is
+    the message as the server sent it.
     """
 
     op: str
@@ -101,7 +102,9 @@ class Update:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Update:
-        source = message["event"] if message["op"] == "event" else message["task"]
+        source = {"snapshot": message.get("task"), "event": message.get("event")}.get(
+            message["op"]
+        ) or message
         return cls(
             op=message["op"],
             task_id=str(source["task_id"]),

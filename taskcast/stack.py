@@ -190,6 +190,10 @@ class Stack:
                 raise StackError(f"{', '.join(probes)} did not become healthy in {timeout_s:.0f} s")
             time.sleep(0.2)
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running part, by name."""
+        return {child.name: child.process.pid for child in self._children}
+
     def check_children(self) -> None:
         """Raise :class:`StackError` if any child has exited."""
         for child in self._children:

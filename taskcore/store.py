@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .clock import now_iso
 from .errors import ConditionLost, ValidationError
 from .status import Status, check_transition
 from .task import Item, Progress, Task
@@ -95,6 +96,58 @@ class TaskStore:
         """
         check_transition(task.status, target)
         return self._write(task, task.with_status(target, **changes))
+
+    def claim(
+        self,
+        task_id: str,
+        sources: frozenset[Status],
+        target: Status,
+        *,
+        start_attempt: bool = False,
+    ) -> Task:
+        """Move the task from any of ``sources`` to ``target`` in one write, without reading it.
+
+        For the hot path of the relay (``pending -> queued``) and the worker (``queued ->
+        running``), where the record is almost always where the caller expects it: one round
+        trip instead of a read and a write. ``start_attempt`` counts a new attempt and resets
+        progress. :class:`ConditionLost` if the record is elsewhere or absent.
+        """
+        for source in sources:
+            check_transition(source, target)
+        now = now_iso()
+        names = {"#status": "status", "#updated": "updated_at"}
+        values: Item = {":target": {"S": str(target)}, ":now": {"S": now}}
+        sets = ["#status = :target", "#updated = :now"]
+        removes: list[str] = []
+        if start_attempt:
+            names |= {
+                "#attempt": "attempt",
+                "#started": "started_at",
+                "#pp": "progress_percent",
+                "#pm": "progress_message",
+                "#error": "error",
+            }
+            values |= {":one": {"N": "1"}, ":zero": {"N": "0.0"}, ":empty": {"S": ""}}
+            sets += ["#attempt = #attempt + :one", "#started = :now", "#pp = :zero", "#pm = :empty"]
+            removes.append("#error")
+        allowed = []
+        for i, source in enumerate(sorted(sources)):
+            values[f":source{i}"] = {"S": str(source)}
+            allowed.append(f":source{i}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"task_id": {"S": task_id}},
+                UpdateExpression=expression,
+                ConditionExpression=f"#status IN ({', '.join(allowed)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ConditionLost(f"task {task_id} is not {' or '.join(sorted(sources))}") from None
+        return Task.from_item(response["Attributes"])
 
     def report_progress(self, task: Task, progress: Progress) -> Task:
         """Record progress of the running attempt; never lets it go backwards."""

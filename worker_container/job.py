@@ -32,24 +32,14 @@ RUNNABLE = frozenset({Status.QUEUED, Status.RETRYING})
 def run_task(task_id: str) -> None:
     """Run the next attempt of ``task_id`` if the record says it is waiting for one."""
     svc = services.current()
-    task = svc.store.get(task_id)
-    if task is None:
-        log.error("task %s: no record; dropping its job", task_id)
-        return
-    if task.status not in RUNNABLE:
-        log.warning("task %s is %s; a duplicate or stale job, not running it", task_id, task.status)
-        return
     try:
-        task = svc.store.transition(
-            task,
-            Status.RUNNING,
-            attempt=task.attempt + 1,
-            started_at=now_iso(),
-            progress=Progress(),
-            error=None,
-        )
+        task = svc.store.claim(task_id, RUNNABLE, Status.RUNNING, start_attempt=True)
     except ConditionLost:
-        log.warning("task %s: another job started it first; not running it", task_id)
+        current = svc.store.get(task_id)
+        found = "no record" if current is None else f"it is {current.status}"
+        log.warning(
+            "task %s: not waiting to run (%s); a duplicate or stale job, dropped", task_id, found
+        )
         return
     svc.events.append(Event.status_of(task))
     log.info(

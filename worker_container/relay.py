@@ -39,6 +39,7 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-taskcast-reason"
+PENDING = frozenset({Status.PENDING})
 RESULT_TTL_S = 3600
 """How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
 
@@ -64,22 +65,24 @@ class Relay:
             message = Submitted.decode(body)
         except ValidationError as exc:
             return Outcome(f"unparseable: {exc}")
-        task = self._svc.store.get(message.task_id)
-        if task is None:
-            return Outcome(f"no record for task {message.task_id}")
-        if task.type not in CATALOGUE or task.type not in HANDLERS:
-            self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
-            return Outcome(f"unknown task type {task.type!r}")
-        if task.status is Status.PENDING:
+        store = self._svc.store
+        task: Task | None
+        if message.type in CATALOGUE and message.type in HANDLERS:
             try:
-                task = self._svc.store.transition(task, Status.QUEUED)
+                task = store.claim(message.task_id, PENDING, Status.QUEUED)
             except ConditionLost:
-                # Someone else (a duplicate delivery, a cancel) moved it first: see where it is.
-                refreshed = self._svc.store.get(task.task_id)
-                assert refreshed is not None
-                task = refreshed
+                task = None  # a duplicate, a cancelled task, or no record: read to find out
             else:
                 self._svc.events.append(Event.status_of(task))
+        else:
+            task = None
+        if task is None:
+            task = store.get(message.task_id)
+            if task is None:
+                return Outcome(f"no record for task {message.task_id}")
+            if task.type not in CATALOGUE or task.type not in HANDLERS:
+                self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
+                return Outcome(f"unknown task type {task.type!r}")
         if task.status is Status.QUEUED:
             self._enqueue(task)
         else:

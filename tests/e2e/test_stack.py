@@ -128,9 +128,9 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
             doubled += 1
         if record["status"] == "failed":
             assert record["error"]["type"] == "HandlerError"
-            assert events[-1]["event"]["error"] == record["error"]
+            assert events[-1]["event"]["error"] == end["error"] == record["error"]
         else:
-            assert events[-1]["event"]["result"] == record["result"]
+            assert events[-1]["event"]["result"] == end["result"] == record["result"]
     print(f"\nlost={lost} doubled={doubled} undelivered={undelivered} of {TASKS}")
     assert (lost, doubled, undelivered) == (0, 0, 0)
     assert any(r["status"] == "failed" for r in records.values())
