@@ -40,7 +40,7 @@ bench: install services
 package: install  ## the SAM template for AWS, with taskcore vendored into the Lambda bundle
 	rm -rf functions/vendor && mkdir -p functions/vendor
 	cp -r taskcore functions/vendor/taskcore
-	cd functions && ../$(BIN)/chalice package --stage prod ../build/sam
+	cd functions && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} ../$(BIN)/chalice package --stage prod ../build/sam
 
 clean:
 	rm -rf $(VENV) build functions/vendor .pytest_cache .mypy_cache .ruff_cache .taskcast
