@@ -91,7 +91,7 @@ class Board:
                 self.apply(update)
 
         await asyncio.gather(*(one(s) for s in subs))
-        return self.final
+        return {task_id: self.final[task_id] for task_id in self._tasks if task_id in self.final}
 
 
 def summary(tasks: Iterable[dict[str, Any]]) -> Table:
