@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -105,12 +106,12 @@ class Session:
             await self._ws.send(protocol.error(exc))
             await self._ws.close(exc.close_code, exc.code)
 
-    async def _send(self, text: str) -> None:
-        await self._ws.send(text)
-
     async def _watch(self, request: Subscribe, owner: str) -> None:
         try:
-            await _TaskWatch(self, request.task_id, owner).run(request.cursor)
+            watch = _TaskWatch(
+                request.task_id, owner, self._hub, self._reader, self._store, self._ws.send
+            )
+            await watch.run(request.cursor)
         except ProtocolError as exc:
             await self._refuse(exc)
         except (ConnectionClosed, asyncio.CancelledError):
@@ -129,15 +130,26 @@ class Session:
 class _TaskWatch:
     """The stream of one task to one client."""
 
-    def __init__(self, session: Session, task_id: str, owner: str) -> None:
-        self._s = session
+    def __init__(
+        self,
+        task_id: str,
+        owner: str,
+        hub: Hub,
+        reader: EventLogReader,
+        store: TaskStore,
+        send: Callable[[str], Awaitable[None]],
+    ) -> None:
         self._task_id = task_id
         self._owner = owner
+        self._hub = hub
+        self._reader = reader
+        self._store = store
+        self._send = send
         self._epoch: str | None = None
         self._sent = 0
 
     async def run(self, cursor: Cursor | None) -> None:
-        async with self._s._hub.listen(self._task_id) as live:
+        async with self._hub.listen(self._task_id) as live:
             if await self._start(cursor, live):
                 return
             while True:
@@ -157,8 +169,8 @@ class _TaskWatch:
 
     async def _start(self, cursor: Cursor | None, live: asyncio.Queue[Event]) -> bool:
         """Send the snapshot and the logged events after it; return whether the watch ended."""
-        state = await self._s._reader.read(self._task_id)
-        task = await asyncio.to_thread(self._s._store.get, self._task_id)
+        state = await self._reader.read(self._task_id)
+        task = await asyncio.to_thread(self._store.get, self._task_id)
         if task is None or task.owner != self._owner:
             raise ProtocolError("not_found", f"no task {self._task_id}", self._task_id)
         last = state.events[-1].seq if state.events else 0
@@ -172,7 +184,7 @@ class _TaskWatch:
         start = cursor.seq if resumed and cursor is not None else last
         self._epoch = state.epoch
         self._sent = start
-        await self._s._send(protocol.snapshot(task, Cursor(state.epoch, start), resumed))
+        await self._send(protocol.snapshot(task, Cursor(state.epoch, start), resumed))
         for event in state.events:
             if event.seq > start and await self._deliver(event):
                 return True
@@ -188,7 +200,7 @@ class _TaskWatch:
         if event.seq <= self._sent:
             return False
         if event.seq > self._sent + 1:
-            state = await self._s._reader.read(self._task_id, after=self._sent)
+            state = await self._reader.read(self._task_id, after=self._sent)
             for missed in state.events:
                 if missed.seq >= event.seq:
                     break
@@ -197,10 +209,10 @@ class _TaskWatch:
         return await self._send_event(event)
 
     async def _send_event(self, event: Event) -> bool:
-        await self._s._send(protocol.event(event))
+        await self._send(protocol.event(event))
         self._sent = event.seq
         if event.status.is_terminal:
-            await self._s._send(protocol.end(event))
+            await self._send(protocol.end(event))
             return True
         return False
 
@@ -215,16 +227,16 @@ class _TaskWatch:
             if await self._deliver(event):
                 return
         # Its terminal event is not coming (the log was lost): end from the record.
-        await self._s._send(protocol.end(task))
+        await self._send(protocol.end(task))
 
     async def _check_idle(self) -> bool:
         """Catch up from the log after a quiet spell; end from the record if it says so."""
-        state = await self._s._reader.read(self._task_id, after=self._sent)
+        state = await self._reader.read(self._task_id, after=self._sent)
         for event in state.events:
             if event.epoch == self._epoch and await self._deliver(event):
                 return True
-        task = await asyncio.to_thread(self._s._store.get, self._task_id)
+        task = await asyncio.to_thread(self._store.get, self._task_id)
         if task is not None and task.status.is_terminal:
-            await self._s._send(protocol.end(task))
+            await self._send(protocol.end(task))
             return True
         return False

@@ -104,13 +104,15 @@ class TaskStore:
         target: Status,
         *,
         start_attempt: bool = False,
+        task_type: str | None = None,
     ) -> Task:
         """Move the task from any of ``sources`` to ``target`` in one write, without reading it.
 
         For the hot path of the relay (``pending -> queued``) and the worker (``queued ->
         running``), where the record is almost always where the caller expects it: one round
         trip instead of a read and a write. ``start_attempt`` counts a new attempt and resets
-        progress. :class:`ConditionLost` if the record is elsewhere or absent.
+        progress. ``task_type``, if given, must be the record's too. :class:`ConditionLost` if
+        the record is elsewhere, of another type, or absent.
         """
         for source in sources:
             check_transition(source, target)
@@ -134,13 +136,18 @@ class TaskStore:
         for i, source in enumerate(sorted(sources)):
             values[f":source{i}"] = {"S": str(source)}
             allowed.append(f":source{i}")
+        condition = f"#status IN ({', '.join(allowed)})"
+        if task_type is not None:
+            names["#type"] = "type"
+            values[":type"] = {"S": task_type}
+            condition += " AND #type = :type"
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"task_id": {"S": task_id}},
                 UpdateExpression=expression,
-                ConditionExpression=f"#status IN ({', '.join(allowed)})",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

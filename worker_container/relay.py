@@ -18,11 +18,10 @@ import signal
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from rq.exceptions import DuplicateJobError
 
 from taskcore import logs
-from taskcore.catalogue import CATALOGUE
 from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
@@ -66,21 +65,22 @@ class Relay:
         except ValidationError as exc:
             return Outcome(f"unparseable: {exc}")
         store = self._svc.store
-        task: Task | None
-        if message.type in CATALOGUE and message.type in HANDLERS:
+        task: Task | None = None
+        if message.type in HANDLERS:
             try:
-                task = store.claim(message.task_id, PENDING, Status.QUEUED)
+                task = store.claim(message.task_id, PENDING, Status.QUEUED, task_type=message.type)
             except ConditionLost:
-                task = None  # a duplicate, a cancelled task, or no record: read to find out
+                pass  # a duplicate, a cancelled task, or no record: read to find out
             else:
                 self._svc.events.append(Event.status_of(task))
-        else:
-            task = None
         if task is None:
             task = store.get(message.task_id)
             if task is None:
                 return Outcome(f"no record for task {message.task_id}")
-            if task.type not in CATALOGUE or task.type not in HANDLERS:
+            if task.type != message.type:
+                # Not a message the edge wrote: leave the record to the message that is.
+                return Outcome(f"message names type {message.type!r}, the record {task.type!r}")
+            if task.type not in HANDLERS:
                 self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
                 return Outcome(f"unknown task type {task.type!r}")
         if task.status is Status.QUEUED:
@@ -132,14 +132,14 @@ class RelayService:
         self._config = config
         self._relay = relay
         self._prefetch = prefetch
-        self._channel: AbstractChannel | None = None
+        self._dead: AbstractExchange | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         names = self._config.names
         connection = await aio_pika.connect_robust(self._config.rabbitmq)
         async with connection:
-            self._channel = channel = await connection.channel(on_return_raises=True)
+            channel = await connection.channel(on_return_raises=True)
             await channel.set_qos(prefetch_count=self._prefetch)
             queue = await channel.get_queue(names.tasks_queue, ensure=True)
             self._dead = await channel.get_exchange(names.dead_exchange, ensure=True)
@@ -172,6 +172,7 @@ class RelayService:
             return
         if outcome.dead_reason is not None:
             log.warning("message %s dead-lettered: %s", message.message_id, outcome.dead_reason)
+            assert self._dead is not None  # set before consuming starts
             await self._dead.publish(
                 aio_pika.Message(
                     message.body,

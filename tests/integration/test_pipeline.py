@@ -133,6 +133,20 @@ def test_a_message_delivered_twice_queues_the_task_once(
     assert len(logged_events(redis_client, config.names, task.task_id)) == 1
 
 
+def test_a_message_that_disagrees_with_its_record_is_dead_lettered_and_the_record_left_alone(
+    svc: services.Services, store: TaskStore, config: Config
+) -> None:
+    task = make_task()
+    store.create(task)
+
+    outcome = Relay(svc).relay(Submitted(task.task_id, "demo.noop", task.trace_id).encode())
+
+    assert outcome.dead_reason is not None
+    assert "the record 'demo.sleep'" in outcome.dead_reason
+    assert store.get(task.task_id) == task
+    assert rq_queue_length(svc) == 0
+
+
 def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(
     svc: services.Services, store: TaskStore, config: Config
 ) -> None:

@@ -62,3 +62,9 @@ def test_every_type_has_sane_defaults() -> None:
         assert task_type.max_attempts >= 1
         assert task_type.priority in Priority
         assert task_type.describe()["name"] == task_type.name
+
+
+def test_every_type_in_the_catalogue_has_a_handler_and_no_handler_is_orphaned() -> None:
+    from worker_container.handlers import HANDLERS
+
+    assert set(HANDLERS) == set(CATALOGUE)
