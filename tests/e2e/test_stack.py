@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,12 @@ from websockets.asyncio.client import connect
 from taskcast.stack import Ports, Stack, StackError, check_reachable
 from taskcore.config import Config
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.e2e
 
 TASKS = 50
 ALICE = {"X-Api-Key": "alice-key"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -46,10 +41,20 @@ def stack(
         )
         try:
             with running:
+                pids = running.pids()
                 yield running
         except StackError:
             print(log_path.read_text()[-5000:])
             raise
+    assert [name for name, pid in pids.items() if _alive(pid)] == [], "parts left running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def watch(url: str, task_id: str, token: str) -> list[dict[str, Any]]:
