@@ -8,7 +8,14 @@ from typing import Any
 
 from chalice.app import Response
 from chalicelib import services
-from chalicelib.errors import NotFound, Unauthorized, Unavailable, Unprocessable, json_errors
+from chalicelib.errors import (
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+    json_errors,
+    one_of,
+)
 from chalicelib.publisher import PublishError
 from chalicelib.submission import new_task, parse_body
 from chalicelib.threadsafe import ThreadSafeChalice
@@ -116,13 +123,7 @@ def new_watch_token(task_id: str) -> dict[str, Any]:
 def list_tasks() -> dict[str, Any]:
     owner = _owner()
     params = app.current_request.query_params or {}
-    status = None
-    if "status" in params:
-        try:
-            status = Status(params["status"])
-        except ValueError:
-            allowed = ", ".join(s.value for s in Status)
-            raise Unprocessable(f"status must be one of {allowed}", field="status") from None
+    status = one_of(Status, params["status"], "status") if "status" in params else None
     task_type = params.get("type")
     if task_type is not None:
         catalogue.lookup(task_type)

@@ -142,19 +142,8 @@ class TaskStore:
             values[":type"] = {"S": task_type}
             condition += " AND #type = :type"
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"task_id": {"S": task_id}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            raise ConditionLost(f"task {task_id} is not {' or '.join(sorted(sources))}") from None
-        return Task.from_item(response["Attributes"])
+        lost = f"task {task_id} is not {' or '.join(sorted(sources))}"
+        return self._update(task_id, expression, condition, names, values, lost)
 
     def report_progress(self, task: Task, progress: Progress) -> Task:
         """Record progress of the running attempt; never lets it go backwards."""
@@ -189,10 +178,23 @@ class TaskStore:
         if extra_condition:
             condition += f" AND {extra_condition}"
             values |= extra_values or {}
+        lost = f"task {old.task_id} is no longer {old.status} at attempt {old.attempt}"
+        return self._update(old.task_id, expression, condition, names, values, lost)
+
+    def _update(
+        self,
+        task_id: str,
+        expression: str,
+        condition: str,
+        names: dict[str, str],
+        values: Item,
+        lost: str,
+    ) -> Task:
+        """One conditional ``UpdateItem``; the record as written, or ``ConditionLost(lost)``."""
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"task_id": {"S": old.task_id}},
+                Key={"task_id": {"S": task_id}},
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
@@ -200,9 +202,7 @@ class TaskStore:
                 ReturnValues="ALL_NEW",
             )
         except self._client.exceptions.ConditionalCheckFailedException:
-            raise ConditionLost(
-                f"task {old.task_id} is no longer {old.status} at attempt {old.attempt}"
-            ) from None
+            raise ConditionLost(lost) from None
         return Task.from_item(response["Attributes"])
 
     def list_by_owner(

@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
 
 from chalice.app import Response
 
 from taskcore.errors import PayloadTooLarge, TaskNotFound, ValidationError
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Enum)
 
 
 class HttpError(Exception):
@@ -63,6 +65,15 @@ class Unprocessable(HttpError):
 
 class Unavailable(HttpError):
     status, code = 503, "unavailable"
+
+
+def one_of(kind: type[E], value: Any, field: str) -> E:
+    """``value`` as a member of the enum ``kind``, or a 422 listing the members."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise Unprocessable(f"{field} must be one of {allowed}", field=field) from None
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:

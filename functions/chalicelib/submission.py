@@ -12,7 +12,7 @@ from taskcore.clock import iso
 from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
 
-from .errors import BadRequest, TooLarge, Unprocessable
+from .errors import BadRequest, TooLarge, Unprocessable, one_of
 
 MAX_BODY_BYTES = 128 * 1024
 FIELDS = frozenset({"type", "payload", "priority"})
@@ -43,13 +43,9 @@ def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
         )
     task_type = catalogue.lookup(body.get("type"))
     payload = task_type.validate(body.get("payload", {}))
-    priority = task_type.priority
-    if "priority" in body:
-        try:
-            priority = Priority(body["priority"])
-        except ValueError:
-            allowed = ", ".join(p.value for p in Priority)
-            raise Unprocessable(f"priority must be one of {allowed}", field="priority") from None
+    priority = (
+        one_of(Priority, body["priority"], "priority") if "priority" in body else task_type.priority
+    )
     now = time.time()
     created = iso(now)
     return Task(
