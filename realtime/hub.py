@@ -2,8 +2,12 @@
 
 The first watcher of a task subscribes its channel, the last one to leave unsubscribes it, so an
 instance listens to exactly the tasks its own clients watch and holds nothing after they go.
-A listener gets each live event on its own queue; :meth:`Hub.listen` returns only once Redis has
-confirmed the subscription, so anything published after that is sure to arrive.
+A listener gets each live event on its own bounded queue; :meth:`Hub.listen` returns only once
+Redis has confirmed the subscription, so anything published after that is sure to arrive.
+
+The hub never waits for a listener. One whose queue is full (its client stopped reading) is told
+once, through its ``on_overflow``, and gets nothing more: memory stays bounded and every other
+listener is served at the same pace as before.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -23,12 +27,36 @@ from taskcore.names import Names
 
 log = logging.getLogger(__name__)
 
+MAX_BUFFERED_EVENTS = 1000
+"""Live events held for one watch before its client is judged too slow."""
+
+
+class Listener:
+    """One watch's share of a channel: a bounded queue and what to do when it overflows."""
+
+    def __init__(self, on_overflow: Callable[[], None], max_buffered: int) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(max_buffered)
+        self._on_overflow = on_overflow
+        self.overflowed = False
+
+    def offer(self, event: Event) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._on_overflow()
+
 
 class Hub:
-    def __init__(self, redis: aioredis.Redis, names: Names) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, names: Names, max_buffered: int = MAX_BUFFERED_EVENTS
+    ) -> None:
         self._names = names
+        self._max_buffered = max_buffered
         self._pubsub = redis.pubsub()
-        self._listeners: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._confirmed: dict[str, asyncio.Event] = {}
         self._lock = asyncio.Lock()
         self._active = asyncio.Event()
@@ -50,13 +78,15 @@ class Hub:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
-    async def listen(self, task_id: str) -> AsyncIterator[asyncio.Queue[Event]]:
-        """Live events of ``task_id`` on a queue, for as long as the context is open."""
+    async def listen(
+        self, task_id: str, on_overflow: Callable[[], None]
+    ) -> AsyncIterator[asyncio.Queue[Event]]:
+        """Live events of ``task_id`` on a bounded queue, for as long as the context is open."""
         channel = self._names.event_channel(task_id)
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        listener = Listener(on_overflow, self._max_buffered)
         async with self._lock:
             first = channel not in self._listeners
-            self._listeners[channel].add(queue)
+            self._listeners[channel].add(listener)
             if first:
                 self._confirmed[channel] = asyncio.Event()
                 await self._pubsub.subscribe(channel)
@@ -64,12 +94,12 @@ class Hub:
             confirmed = self._confirmed[channel]
         try:
             await asyncio.wait_for(confirmed.wait(), timeout=10)
-            yield queue
+            yield listener.queue
         finally:
             async with self._lock:
                 listeners = self._listeners.get(channel)
                 if listeners is not None:
-                    listeners.discard(queue)
+                    listeners.discard(listener)
                     if not listeners:
                         del self._listeners[channel]
                         del self._confirmed[channel]
@@ -100,5 +130,5 @@ class Hub:
                 except EventDecodeError:
                     log.exception("unreadable event on %s; dropped", channel)
                     continue
-                for queue in self._listeners.get(channel, ()):
-                    queue.put_nowait(event)
+                for listener in self._listeners.get(channel, ()):
+                    listener.offer(event)

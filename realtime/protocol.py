@@ -48,6 +48,7 @@ CLOSE_CODES: dict[str, int] = {
     "forbidden": 4003,
     "not_found": 4004,
     "too_many_subscriptions": 4008,
+    "rate_limited": 4029,
     "unavailable": 4013,
 }
 

@@ -18,8 +18,8 @@ from taskcore.config import Config
 from taskcore.store import TaskStore
 
 from .eventlog import EventLogReader
-from .hub import Hub
-from .session import Session
+from .hub import MAX_BUFFERED_EVENTS, Hub
+from .session import Limits, Session
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,21 @@ MAX_MESSAGE_BYTES = 4096
 
 
 class RealtimeService:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, limits: Limits | None = None, max_buffered: int = MAX_BUFFERED_EVENTS
+    ) -> None:
         self._config = config
+        self._limits = limits or Limits()
         self._redis = aioredis.Redis.from_url(config.redis)
         dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
         self._store = TaskStore(dynamodb, config.names.tasks_table)
         self._reader = EventLogReader(self._redis, config.names)
-        self.hub = Hub(self._redis, config.names)
+        self.hub = Hub(self._redis, config.names, max_buffered)
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        session = Session(websocket, self.hub, self._store, self._reader, self._config.secret)
+        session = Session(
+            websocket, self.hub, self._store, self._reader, self._config.secret, self._limits
+        )
         await session.run()
 
     def _health(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -11,7 +11,7 @@ Watching a task, in this order, so that no event is missed or doubled between re
 5. send the logged events after that cursor, then live ones, dropping any ``seq`` already sent and
    filling any gap from the log, until the terminal event; then ``end``.
 
-A watch that hears nothing for ``IDLE_CHECK_S`` re-reads the log and the record, so a lost pub/sub
+A watch that hears nothing for ``Limits.idle_check_s`` re-reads the log and the record, so a lost pub/sub
 message delays an event but never loses it, and the final status always arrives.
 """
 
@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -38,10 +40,24 @@ from .protocol import ProtocolError, Subscribe, Unsubscribe
 
 log = logging.getLogger(__name__)
 
-MAX_SUBSCRIPTIONS = 100
-IDLE_CHECK_S = 10.0
-TERMINAL_GRACE_S = 2.0
-"""How long to wait for a terminal record's event before sending ``end`` from the record alone."""
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may do, and how long a watch waits before it checks for itself."""
+
+    max_subscriptions: int = 100
+    """Tasks watched at once on one connection."""
+    subscribes_per_window: int = 50
+    """Subscribe requests allowed per ``window_s``; more, and the connection is closed."""
+    window_s: float = 10.0
+    idle_check_s: float = 10.0
+    """A watch that hears nothing this long re-reads the log and the record."""
+    terminal_grace_s: float = 2.0
+    """How long a terminal record waits for its event before ``end`` is sent from the record."""
+
+
+TOO_SLOW = 1013
+"""Close code for a client that stopped reading: "try again later", from its cursor."""
 
 
 class Session:
@@ -52,13 +68,17 @@ class Session:
         store: TaskStore,
         reader: EventLogReader,
         secret: bytes,
+        limits: Limits,
     ) -> None:
         self._ws = websocket
         self._hub = hub
         self._store = store
         self._reader = reader
         self._secret = secret
+        self._limits = limits
         self._watches: dict[str, asyncio.Task[None]] = {}
+        self._recent_subscribes: deque[float] = deque()
+        self._closing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         try:
@@ -79,21 +99,44 @@ class Session:
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
 
     def _start_watch(self, request: Subscribe) -> None:
+        self._count_subscribe()
         try:
             claims = token.verify(self._secret, request.token, request.task_id)
         except TokenError as exc:
             raise ProtocolError(exc.code, str(exc), request.task_id) from None
         if request.task_id in self._watches:
             return  # already watching: the first subscribe's stream carries on
-        active = sum(not w.done() for w in self._watches.values())
-        if active >= MAX_SUBSCRIPTIONS:
-            raise ProtocolError(
-                "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} tasks per connection"
-            )
+        if len(self._watches) >= self._limits.max_subscriptions:
+            limit = self._limits.max_subscriptions
+            raise ProtocolError("too_many_subscriptions", f"at most {limit} tasks per connection")
         watch = asyncio.create_task(
             self._watch(request, claims.owner), name=f"watch-{request.task_id}"
         )
         self._watches[request.task_id] = watch
+        watch.add_done_callback(lambda _: self._watches.pop(request.task_id, None))
+
+    def _count_subscribe(self) -> None:
+        """Close a connection that floods subscribe requests (a token-guessing client, a bug)."""
+        now = asyncio.get_running_loop().time()
+        recent = self._recent_subscribes
+        recent.append(now)
+        while recent and recent[0] <= now - self._limits.window_s:
+            recent.popleft()
+        if len(recent) > self._limits.subscribes_per_window:
+            raise ProtocolError(
+                "rate_limited",
+                f"more than {self._limits.subscribes_per_window} subscribes in {self._limits.window_s:.0f} s",
+            )
+
+    def _too_slow(self) -> None:
+        """A watch's buffer overflowed: close, so the client resumes from its cursor."""
+        if self._closing is None:
+            log.warning(
+                "client %s is not reading; closing with %d", self._ws.remote_address, TOO_SLOW
+            )
+            self._closing = asyncio.create_task(
+                self._ws.close(TOO_SLOW, "too slow: reconnect and resume from your cursor")
+            )
 
     def _stop_watch(self, task_id: str) -> None:
         watch = self._watches.get(task_id)
@@ -109,7 +152,14 @@ class Session:
     async def _watch(self, request: Subscribe, owner: str) -> None:
         try:
             watch = _TaskWatch(
-                request.task_id, owner, self._hub, self._reader, self._store, self._ws.send
+                request.task_id,
+                owner,
+                self._hub,
+                self._reader,
+                self._store,
+                self._ws.send,
+                self._limits,
+                self._too_slow,
             )
             await watch.run(request.cursor)
         except ProtocolError as exc:
@@ -138,6 +188,8 @@ class _TaskWatch:
         reader: EventLogReader,
         store: TaskStore,
         send: Callable[[str], Awaitable[None]],
+        limits: Limits,
+        on_overflow: Callable[[], None],
     ) -> None:
         self._task_id = task_id
         self._owner = owner
@@ -145,16 +197,18 @@ class _TaskWatch:
         self._reader = reader
         self._store = store
         self._send = send
+        self._limits = limits
+        self._on_overflow = on_overflow
         self._epoch: str | None = None
         self._sent = 0
 
     async def run(self, cursor: Cursor | None) -> None:
-        async with self._hub.listen(self._task_id) as live:
+        async with self._hub.listen(self._task_id, self._on_overflow) as live:
             if await self._start(cursor, live):
                 return
             while True:
                 try:
-                    event = await asyncio.wait_for(live.get(), timeout=IDLE_CHECK_S)
+                    event = await asyncio.wait_for(live.get(), timeout=self._limits.idle_check_s)
                 except TimeoutError:
                     if await self._check_idle():
                         return
@@ -218,7 +272,7 @@ class _TaskWatch:
 
     async def _finish_terminal(self, task: Task, live: asyncio.Queue[Event]) -> None:
         """For a task that has ended: wait briefly for its terminal event, else end from the record."""
-        deadline = asyncio.get_running_loop().time() + TERMINAL_GRACE_S
+        deadline = asyncio.get_running_loop().time() + self._limits.terminal_grace_s
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             try:
                 event = await asyncio.wait_for(live.get(), timeout=remaining)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,12 +16,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime.server import MAX_MESSAGE_BYTES, RealtimeService
+from realtime.session import Limits
 from taskcore import token
 from taskcore.config import Config
 from taskcore.event import Event
 from taskcore.status import Status
 from taskcore.store import TaskStore
-from taskcore.task import Progress, Task
+from taskcore.task import Progress, Task, TaskError
 from tests.conftest import WATCH_SECRET
 from worker_container.eventlog import EventLog
 
@@ -84,10 +87,13 @@ class World:
         return ws
 
 
-@pytest.fixture
-async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def running_world(
+    aws: Any, redis_client: redis.Redis, config: Config, **service_options: Any
+) -> AsyncIterator[World]:
+    """A realtime instance in this process for the length of the context."""
     port = free_port()
-    service = RealtimeService(config)
+    service = RealtimeService(config, **service_options)
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.serve("127.0.0.1", port, stop, ready))
     await asyncio.wait_for(ready.wait(), 10)
@@ -102,6 +108,12 @@ async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIte
     await asyncio.wait_for(serving, 10)
 
 
+@pytest.fixture
+async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIterator[World]:
+    async with running_world(aws, redis_client, config) as running:
+        yield running
+
+
 async def receive(ws: ClientConnection, timeout_s: float = 5.0) -> dict[str, Any]:
     return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout_s)))
 
@@ -113,6 +125,17 @@ async def receive_until_end(ws: ClientConnection) -> list[dict[str, Any]]:
         messages.append(message)
         if message["op"] in ("end", "error"):
             return messages
+
+
+async def receive_until_closed(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
+    """Every message until the server closes, and the close code it sent."""
+    messages = []
+    try:
+        while True:
+            messages.append(dict(json.loads(await asyncio.wait_for(ws.recv(), 10))))
+    except ConnectionClosed as closed:
+        await ws.wait_closed()  # the TCP close may still be in flight
+        return messages, None if closed.rcvd is None else closed.rcvd.code
 
 
 async def until(predicate: Any, timeout_s: float = 5.0) -> None:
@@ -342,3 +365,114 @@ async def test_shutdown_closes_watchers_with_1001(world: World, aws: Any, config
     assert closed.value.rcvd.code == 1001
     await serving
     await ws.close()
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1013_and_resumes_while_others_get_everything(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    async with running_world(aws, redis_client, config, max_buffered=20) as world:
+        slow_task = world.move(world.create(), Status.QUEUED)
+        slow_task = world.move(slow_task, Status.RUNNING, attempt=1)
+        busy_task = world.move(world.create(), Status.QUEUED)
+        busy_task = world.move(busy_task, Status.RUNNING, attempt=1)
+        # max_queue=1: the slow client's library stops reading from the socket almost at once.
+        slow = await connect(world.url, max_queue=1)
+        await slow.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "task_id": slow_task.task_id,
+                    "token": world.token(slow_task),
+                    "cursor": None,
+                }
+            )
+        )
+        fast = await world.subscribe(busy_task)
+        await receive(fast)
+
+        received: list[int] = []
+
+        async def read_fast() -> None:
+            while True:
+                message = await receive(fast)
+                if message["op"] == "end":
+                    return
+                received.append(message["event"]["seq"])
+
+        reading = asyncio.create_task(read_fast())
+        # Big events fill the slow client's socket buffers; fewer than the log keeps (MAX_EVENTS),
+        # so the slow client can resume from its cursor afterwards.
+        padding = "x" * 3000
+        count = 900
+
+        def publish() -> None:  # from a thread, as a worker would from its own process
+            for n in range(1, count + 1):
+                slow_progress = replace(slow_task, progress=Progress(n / 10, padding))
+                world.events.append(Event.progress_of(slow_progress))
+                if n % 10 == 0:
+                    busy_progress = replace(busy_task, progress=Progress(n / 10, ""))
+                    world.events.append(Event.progress_of(busy_progress))
+            world.move(busy_task, Status.SUCCEEDED)
+
+        await asyncio.to_thread(publish)
+        await asyncio.wait_for(reading, 30)
+        assert received == list(range(3, 3 + count // 10 + 1))  # every event, in order, none lost
+
+        seen, code = await receive_until_closed(slow)
+        assert code == 1013
+        events = [m["event"] for m in seen if m["op"] == "event"]
+        assert [e["seq"] for e in events] == list(range(3, 3 + len(events)))
+        assert len(events) < count
+
+        last = events[-1]
+        resumed = await world.subscribe(slow_task, {"epoch": last["epoch"], "seq": last["seq"]})
+        assert (await receive(resumed))["resumed"] is True
+        world.move(slow_task, Status.SUCCEEDED)
+        rest = [m["event"]["seq"] for m in await receive_until_end(resumed) if m["op"] == "event"]
+        assert rest == list(range(last["seq"] + 1, 3 + count + 1))
+        await resumed.close()
+        await fast.close()
+
+
+async def test_a_connection_that_floods_subscribes_is_closed(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    async with running_world(
+        aws, redis_client, config, limits=Limits(subscribes_per_window=5)
+    ) as world:
+        task = world.create()
+        async with connect(world.url) as ws:
+            for _ in range(6):
+                await ws.send(
+                    json.dumps(
+                        {
+                            "op": "subscribe",
+                            "task_id": task.task_id,
+                            "token": world.token(task),
+                            "cursor": None,
+                        }
+                    )
+                )
+            messages, code = await receive_until_closed(ws)
+        assert messages[-1]["code"] == "rate_limited"
+        assert code == 4029
+
+
+async def test_the_final_status_arrives_even_if_its_event_never_reached_the_channel(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    async with running_world(aws, redis_client, config, limits=Limits(idle_check_s=0.5)) as world:
+        task = world.move(world.create(), Status.QUEUED)
+        task = world.move(task, Status.RUNNING, attempt=1)
+        ws = await world.subscribe(task)
+        await receive(ws)
+        # The worker wrote the record, then Redis failed before the event was appended.
+        world.store.transition(task, Status.FAILED, error=TaskError("HandlerError", "boom"))
+
+        end = (await receive_until_end(ws))[-1]
+        assert end == {
+            "op": "end",
+            "task_id": task.task_id,
+            "status": "failed",
+            "error": {"type": "HandlerError", "message": "boom"},
+        }
