@@ -243,7 +243,11 @@ class _TaskWatch:
             if event.seq > start and await self._deliver(event):
                 return True
         if task.status.is_terminal:
-            await self._finish_terminal(task, live)
+            if state.events and state.events[-1].status.is_terminal:
+                # Its terminal event is already behind the cursor: nothing more will come.
+                await self._send(protocol.end(state.events[-1]))
+            else:
+                await self._finish_terminal(task, live)
             return True
         return False
 

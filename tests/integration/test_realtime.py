@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -476,3 +478,76 @@ async def test_the_final_status_arrives_even_if_its_event_never_reached_the_chan
             "status": "failed",
             "error": {"type": "HandlerError", "message": "boom"},
         }
+
+
+TOKEN_KINDS = ("valid", "other_task", "other_owner", "expired", "forged")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    owners=st.integers(1, 3),
+    task_owners=st.lists(st.integers(0, 2), min_size=1, max_size=5),
+    clients=st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 4), st.sampled_from(TOKEN_KINDS)), min_size=1, max_size=4
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+async def test_no_client_ever_receives_a_task_it_holds_no_valid_token_for(
+    world: World, owners: int, task_owners: list[int], clients: list[list[tuple[int, str]]]
+) -> None:
+    tasks = [world.create(owner=f"owner{o % owners}") for o in task_owners]
+
+    def token_for(task: Task, kind: str) -> str:
+        other = tasks[(tasks.index(task) + 1) % len(tasks)]
+        return {
+            "valid": lambda: world.token(task),
+            "other_task": lambda: world.token(other),
+            "other_owner": lambda: world.token(task, owner="mallory"),
+            "expired": lambda: world.token(task, ttl_s=-1),
+            "forged": lambda: "e30.forged",
+        }[kind]()
+
+    sockets = []
+    allowed: list[set[str]] = []
+    for wants in clients:
+        ws = await connect(world.url)
+        sockets.append(ws)
+        allowed.append(set())
+        for index, kind in wants:
+            task = tasks[index % len(tasks)]
+            if kind == "valid" or (kind == "other_task" and len(tasks) == 1):
+                allowed[-1].add(task.task_id)  # a token for "another" task is its own when alone
+            await ws.send(
+                json.dumps(
+                    {
+                        "op": "subscribe",
+                        "task_id": task.task_id,
+                        "token": token_for(task, kind),
+                        "cursor": None,
+                    }
+                )
+            )
+    for task in tasks:
+        moved = world.progress(
+            world.move(world.move(task, Status.QUEUED), Status.RUNNING, attempt=1), 50
+        )
+        world.move(moved, Status.SUCCEEDED)
+
+    for ws, permitted in zip(sockets, allowed, strict=True):
+        seen: set[str] = set()
+        ended: set[str] = set()
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while not permitted or ended < permitted:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                task_id = message.get("task_id") or message.get("event", {}).get("task_id")
+                if message["op"] != "error":
+                    seen.add(task_id)
+                if message["op"] == "end":
+                    ended.add(task_id)
+        await ws.close()
+        assert seen <= permitted
