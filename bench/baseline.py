@@ -65,7 +65,7 @@ def measure(redis_url: str, workers: int, samples: int, batch: int) -> Measured:
             proc.terminate()
         for proc in procs:
             proc.wait(10)
-        queue.empty()
+        queue.empty()  # type: ignore[no-untyped-call]
         redis.delete(starts)
         redis.close()
 

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 MAX_BUFFERED_EVENTS = 1000
 """Live events held for one watch before its client is judged too slow."""
 
+SUBSCRIBE_TIMEOUT_S = 30.0
+"""How long Redis may take to confirm a subscription: a safety net, generous for a busy instance."""
+
 
 class Listener:
     """One watch's share of a channel: a bounded queue and what to do when it overflows."""
@@ -93,7 +96,7 @@ class Hub:
                 self._active.set()
             confirmed = self._confirmed[channel]
         try:
-            await asyncio.wait_for(confirmed.wait(), timeout=10)
+            await asyncio.wait_for(confirmed.wait(), timeout=SUBSCRIBE_TIMEOUT_S)
             yield listener.queue
         finally:
             async with self._lock:

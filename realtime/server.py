@@ -23,6 +23,9 @@ from .session import Limits, Session
 
 log = logging.getLogger(__name__)
 
+REDIS_CONNECTIONS = 32
+"""Connections to Redis per instance: one for pub/sub, the rest shared by every watch's reads."""
+
 MAX_MESSAGE_BYTES = 4096
 """Client messages are small (a subscribe is ~300 bytes); anything bigger is closed with 1009."""
 
@@ -33,7 +36,12 @@ class RealtimeService:
     ) -> None:
         self._config = config
         self._limits = limits or Limits()
-        self._redis = aioredis.Redis.from_url(config.redis)
+        # Thousands of watches share a few connections: a request waits for a free one rather
+        # than failing when they are all busy (the default pool raises).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            config.redis, max_connections=REDIS_CONNECTIONS, timeout=30
+        )
+        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
         self._store = TaskStore(dynamodb, config.names.tasks_table)
         self._reader = EventLogReader(self._redis, config.names)

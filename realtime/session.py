@@ -11,8 +11,9 @@ Watching a task, in this order, so that no event is missed or doubled between re
 5. send the logged events after that cursor, then live ones, dropping any ``seq`` already sent and
    filling any gap from the log, until the terminal event; then ``end``.
 
-A watch that hears nothing for ``Limits.idle_check_s`` re-reads the log and the record, so a lost pub/sub
-message delays an event but never loses it, and the final status always arrives.
+A watch that hears nothing for ``Limits.idle_check_s`` re-reads the log, so a lost pub/sub message
+delays an event but never loses it; every ``Limits.record_check_s`` it also reads the record, so the
+final status arrives even if its event never reached the log.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,8 +52,10 @@ class Limits:
     subscribes_per_window: int = 50
     """Subscribe requests allowed per ``window_s``; more, and the connection is closed."""
     window_s: float = 10.0
-    idle_check_s: float = 10.0
-    """A watch that hears nothing this long re-reads the log and the record."""
+    idle_check_s: float = 15.0
+    """A watch that hears nothing this long re-reads the task's log (Redis: cheap)."""
+    record_check_s: float = 60.0
+    """...and at most this often the record (DynamoDB: a read per watch, so rarer)."""
     terminal_grace_s: float = 2.0
     """How long a terminal record waits for its event before ``end`` is sent from the record."""
 
@@ -201,6 +205,7 @@ class _TaskWatch:
         self._on_overflow = on_overflow
         self._epoch: str | None = None
         self._sent = 0
+        self._next_record_check = 0.0  # the first quiet spell checks the record
 
     async def run(self, cursor: Cursor | None) -> None:
         async with self._hub.listen(self._task_id, self._on_overflow) as live:
@@ -208,7 +213,7 @@ class _TaskWatch:
                 return
             while True:
                 try:
-                    event = await asyncio.wait_for(live.get(), timeout=self._limits.idle_check_s)
+                    event = await asyncio.wait_for(live.get(), timeout=self._idle_timeout())
                 except TimeoutError:
                     if await self._check_idle():
                         return
@@ -220,6 +225,10 @@ class _TaskWatch:
                     continue
                 if await self._deliver(event):
                     return
+
+    def _idle_timeout(self) -> float:
+        # Jittered, so that watches started together do not all check at once.
+        return self._limits.idle_check_s * random.uniform(0.75, 1.25)
 
     async def _start(self, cursor: Cursor | None, live: asyncio.Queue[Event]) -> bool:
         """Send the snapshot and the logged events after it; return whether the watch ended."""
@@ -288,11 +297,15 @@ class _TaskWatch:
         await self._send(protocol.end(task))
 
     async def _check_idle(self) -> bool:
-        """Catch up from the log after a quiet spell; end from the record if it says so."""
+        """Catch up from the log after a quiet spell; now and then, end from the record."""
         state = await self._reader.read(self._task_id, after=self._sent)
         for event in state.events:
             if event.epoch == self._epoch and await self._deliver(event):
                 return True
+        now = asyncio.get_running_loop().time()
+        if now < self._next_record_check:
+            return False
+        self._next_record_check = now + self._limits.record_check_s * random.uniform(0.75, 1.25)
         task = await asyncio.to_thread(self._store.get, self._task_id)
         if task is not None and task.status.is_terminal:
             await self._send(protocol.end(task))

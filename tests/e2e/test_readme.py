@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,7 @@ def run(argv: list[str], stack: Stack) -> str:
 def test_the_readme_has_the_examples_this_test_runs() -> None:
     assert len(examples("sh")) == 2
     assert len(examples("python")) == 2
+    assert len(re.findall(r"```js\n", README.read_text())) == 1
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -53,3 +56,19 @@ def test_the_python_examples_work_as_written(shared_stack: Stack, index: int) ->
     output = run([sys.executable, "-c", source], shared_stack)
     lines = output.splitlines()
     assert any(line.startswith("end succeeded") for line in lines), output
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_browser_example_works_as_written(shared_stack: Stack) -> None:
+    # Node's WebSocket and fetch are the browser's APIs; the example's code is run unchanged.
+    (block,) = re.findall(r"```js\n(.*?)```", README.read_text(), re.DOTALL)
+    script = block + (
+        f"submitAndWatch({json.dumps(shared_stack.edge_url)}, 'dev-key', 'demo.sleep', "
+        "{seconds: 1, steps: 2, fail_rate: 0}, (m) => console.log(m.op, (m.event || m.task || m).status))"
+        ".then((id) => console.log('done', id), (e) => { console.error(e); process.exit(1); });"
+    )
+    output = run(["node", "--experimental-websocket", "--no-warnings", "-e", script], shared_stack)
+    lines = output.splitlines()
+    assert lines[0].startswith("snapshot")
+    assert "end succeeded" in lines
+    assert lines[-1].startswith("done ")

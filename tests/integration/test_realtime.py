@@ -463,7 +463,9 @@ async def test_a_connection_that_floods_subscribes_is_closed(
 async def test_the_final_status_arrives_even_if_its_event_never_reached_the_channel(
     aws: Any, redis_client: redis.Redis, config: Config
 ) -> None:
-    async with running_world(aws, redis_client, config, limits=Limits(idle_check_s=0.5)) as world:
+    async with running_world(
+        aws, redis_client, config, limits=Limits(idle_check_s=0.5, record_check_s=0.5)
+    ) as world:
         task = world.move(world.create(), Status.QUEUED)
         task = world.move(task, Status.RUNNING, attempt=1)
         ws = await world.subscribe(task)

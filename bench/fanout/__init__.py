@@ -1,0 +1,1 @@
+"""The fan-out benchmark: many watchers on one realtime process, against bare websockets."""
