@@ -22,7 +22,7 @@ from chalicelib.threadsafe import ThreadSafeChalice
 
 from taskcore import catalogue, token
 from taskcore.clock import now_iso
-from taskcore.message import Submitted
+from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
@@ -82,7 +82,7 @@ def submit() -> Response:
     task = new_task(parse_body(app.current_request.raw_body), owner, svc.config.task_ttl_s)
     svc.store.create(task)
     try:
-        svc.publisher.publish(Submitted(task.task_id, task.type, task.trace_id))
+        svc.publisher.submitted(Submitted(task.task_id, task.type, task.trace_id))
     except PublishError:
         log.exception("task %s: not published; failing it", task.task_id)
         # The record exists, so say what became of it rather than leave it pending for ever.
@@ -116,6 +116,28 @@ def get_task(task_id: str) -> dict[str, Any]:
 def new_watch_token(task_id: str) -> dict[str, Any]:
     """A fresh watch token for one of the owner's tasks (the one from submit has expired)."""
     return {"watch": _watch(_own_task(task_id, _owner()))}
+
+
+@app.route("/tasks/{task_id}/cancel", methods=["POST"])
+@json_errors
+def cancel_task(task_id: str) -> Response:
+    """Ask for the owner's task to be cancelled; idempotent, and a no-op once it has ended.
+
+    ``202``: the request is on its way; the task's watchers see ``cancelled`` when it is done.
+    ``200``: the task had ended already, and stays as it ended.
+    """
+    task = _own_task(task_id, _owner())
+    if task.status.is_terminal:
+        return Response({"task": task.to_public(), "cancel": "ended"}, status_code=200)
+    try:
+        services.current().publisher.cancel(CancelRequested(task.task_id))
+    except PublishError:
+        log.exception("task %s: cancel request not published", task.task_id)
+        raise Unavailable(
+            "the task queue is unavailable; try again", headers={"Retry-After": "5"}
+        ) from None
+    log.info("task %s: cancel requested", task.task_id)
+    return Response({"task": task.to_public(), "cancel": "requested"}, status_code=202)
 
 
 @app.route("/tasks", methods=["GET"])

@@ -48,6 +48,10 @@ async def declare_topology(channel: AbstractChannel, names: Names) -> None:
         names.tasks_queue, durable=True, arguments=tasks_queue_arguments(names)
     )
     await tasks.bind(exchange, routing_key=Names.SUBMITTED_PATTERN)
+    control = await channel.declare_queue(
+        names.control_queue, durable=True, arguments=tasks_queue_arguments(names)
+    )
+    await control.bind(exchange, routing_key=Names.CONTROL_PATTERN)
     log.info(
         "broker topology declared: %s -> %s (dead: %s)",
         names.exchange,
@@ -58,7 +62,7 @@ async def declare_topology(channel: AbstractChannel, names: Names) -> None:
 
 async def delete_topology(channel: AbstractChannel, names: Names) -> None:
     """Remove everything :func:`declare_topology` made (for tests and teardown)."""
-    for queue in (names.tasks_queue, names.dead_queue):
+    for queue in (names.tasks_queue, names.control_queue, names.dead_queue):
         await channel.queue_delete(queue)
     for exchange in (names.exchange, names.dead_exchange):
         await channel.exchange_delete(exchange)

@@ -205,7 +205,7 @@ class _TaskWatch:
         self._on_overflow = on_overflow
         self._epoch: str | None = None
         self._sent = 0
-        self._next_record_check = 0.0  # the first quiet spell checks the record
+        self._next_record_check = 0.0
 
     async def run(self, cursor: Cursor | None) -> None:
         async with self._hub.listen(self._task_id, self._on_overflow) as live:
@@ -226,6 +226,12 @@ class _TaskWatch:
                 if await self._deliver(event):
                     return
 
+    def _schedule_record_check(self) -> None:
+        jitter = random.uniform(0.75, 1.25)
+        self._next_record_check = (
+            asyncio.get_running_loop().time() + self._limits.record_check_s * jitter
+        )
+
     def _idle_timeout(self) -> float:
         # Jittered, so that watches started together do not all check at once.
         return self._limits.idle_check_s * random.uniform(0.75, 1.25)
@@ -234,6 +240,7 @@ class _TaskWatch:
         """Send the snapshot and the logged events after it; return whether the watch ended."""
         state = await self._reader.read(self._task_id)
         task = await asyncio.to_thread(self._store.get, self._task_id)
+        self._schedule_record_check()  # the snapshot has just read it
         if task is None or task.owner != self._owner:
             raise ProtocolError("not_found", f"no task {self._task_id}", self._task_id)
         last = state.events[-1].seq if state.events else 0
@@ -302,10 +309,9 @@ class _TaskWatch:
         for event in state.events:
             if event.epoch == self._epoch and await self._deliver(event):
                 return True
-        now = asyncio.get_running_loop().time()
-        if now < self._next_record_check:
+        if asyncio.get_running_loop().time() < self._next_record_check:
             return False
-        self._next_record_check = now + self._limits.record_check_s * random.uniform(0.75, 1.25)
+        self._schedule_record_check()
         task = await asyncio.to_thread(self._store.get, self._task_id)
         if task is not None and task.status.is_terminal:
             await self._send(protocol.end(task))

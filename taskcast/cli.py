@@ -16,6 +16,7 @@ from .board import Board, summary
 from .client import ApiError, Client, WatchError
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -59,6 +60,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print_json(client.get(args.task_id))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        task = client.cancel(args.task_id)
+    status = task["status"]
+    print(f"{args.task_id}: {'had ended as ' + status if status in ENDED else 'cancel requested'}")
     return EXIT_OK
 
 
@@ -127,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print a task as JSON")
     status.add_argument("task_id")
     status.set_defaults(run=cmd_status)
+
+    cancel = commands.add_parser("cancel", help="cancel a task (a no-op once it has ended)")
+    cancel.add_argument("task_id")
+    cancel.set_defaults(run=cmd_cancel)
 
     listing = commands.add_parser("list", help="list your tasks, newest first")
     listing.add_argument("--status")

@@ -176,6 +176,15 @@ class Client:
         )
         return Page(list(data["tasks"]), data.get("next_cursor"))
 
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Ask for a task to be cancelled; returns it as it is now.
+
+        Idempotent. A waiting task becomes ``cancelled`` at once; a running one is asked to stop
+        (and stopped by force after a grace period); a task that has ended stays as it ended.
+        Watchers see the ``cancelled`` status when it happens.
+        """
+        return dict(self._request("POST", f"/tasks/{task_id}/cancel")["task"])
+
     def watch_token(self, task_id: str) -> Watch:
         """A fresh watch token for one of the caller's tasks."""
         return Watch.from_json(self._request("POST", f"/tasks/{task_id}/watch")["watch"])

@@ -178,6 +178,12 @@ CATALOGUE: Mapping[str, TaskType] = {
                     maximum=100,
                     description="how many progress reports to make",
                 ),
+                Field(
+                    "cooperative",
+                    "boolean",
+                    description="stop between steps when cancelled (default true); "
+                    "false exercises the forced stop",
+                ),
             ),
             timeout_s=660,
         ),

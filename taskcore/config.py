@@ -41,6 +41,8 @@ class Config:
     watch_token_ttl_s: int = 3600
     task_ttl_s: int = 30 * 86400
     event_log_ttl_s: int = 86400
+    cancel_grace_s: int = 10
+    """How long a running task has to stop by itself before its job is stopped by force."""
 
     @property
     def names(self) -> Names:
@@ -109,6 +111,7 @@ class Config:
                 get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600
             ),
             task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", 30 * 86400),
+            cancel_grace_s=_seconds(get("TASKCAST_CANCEL_GRACE"), "TASKCAST_CANCEL_GRACE", 10),
             event_log_ttl_s=_seconds(
                 get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400
             ),

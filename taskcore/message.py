@@ -1,4 +1,6 @@
-"""The broker message that says "this task was accepted": what the edge publishes, the relay reads.
+"""The broker messages the edge publishes and the relay reads.
+
+``Submitted`` says "this task was accepted"; ``CancelRequested`` says "its owner wants it stopped".
 
 It carries only the task's id, type and trace id; the record in DynamoDB is the source of truth
 for everything else, so a message can never disagree with the record about the payload.
@@ -46,3 +48,30 @@ class Submitted:
             if not isinstance(value, str) or not value:
                 raise ValidationError(f"{name} is missing or not a string", field=name)
         return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """A request to cancel a task, on the control queue."""
+
+    task_id: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": MESSAGE_VERSION, "op": "cancel", "task_id": self.task_id}).encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> CancelRequested:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"body is not JSON: {exc}") from None
+        if (
+            not isinstance(data, dict)
+            or data.get("v") != MESSAGE_VERSION
+            or data.get("op") != "cancel"
+        ):
+            raise ValidationError("body is not a cancel request")
+        task_id = data.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ValidationError("task_id is missing or not a string", field="task_id")
+        return cls(task_id)

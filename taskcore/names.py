@@ -39,6 +39,17 @@ class Names:
         return f"task.submitted.{task_type}"
 
     SUBMITTED_PATTERN = "task.submitted.#"
+    CANCEL_KEY = "task.control.cancel"
+    CONTROL_PATTERN = "task.control.#"
+
+    @property
+    def control_queue(self) -> str:
+        """Control messages (cancel), apart from the work so they never wait behind it."""
+        return f"{self.namespace}.control"
+
+    def cancel_flag(self, task_id: str) -> str:
+        """Set while a running task is asked to stop; its handler checks it."""
+        return f"{self.namespace}:cancel:{task_id}"
 
     # RQ, one queue per priority
     def rq_queue(self, priority: Priority) -> str:

@@ -14,6 +14,10 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 
+class TaskCancelled(Exception):
+    """Raised by :meth:`TaskContext.raise_if_cancelled`: the owner asked the task to stop."""
+
+
 class TaskContext:
     """The running attempt of one task, as its handler sees it."""
 
@@ -55,5 +59,16 @@ class TaskContext:
             return
         self._services.events.append(Event.progress_of(self._task))
 
-    def replace_task(self, task: Task) -> None:
-        self._task = task
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the task's owner has asked it to stop (one Redis read)."""
+        flag = self._services.config.names.cancel_flag(self.task_id)
+        return bool(self._services.redis.exists(flag))
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here if cancellation was requested: call it between steps that are safe to end at.
+
+        A handler that never calls it is stopped by force after the grace period instead.
+        """
+        if self.cancel_requested:
+            raise TaskCancelled(f"task {self.task_id} was cancelled")

@@ -21,7 +21,7 @@ from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
 
 from . import services
-from .context import TaskContext
+from .context import TaskCancelled, TaskContext
 from .handlers import HANDLERS, HandlerError
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def run_task(task_id: str) -> None:
     try:
         result = HANDLERS[task.type](ctx)
         _check_result(result)
+    except TaskCancelled:
+        outcome, changes = Status.CANCELLED, {}
     except JobTimeoutException:
         outcome, changes = (
             Status.FAILED,

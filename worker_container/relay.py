@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -26,11 +27,12 @@ from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import Submitted
+from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
 from . import services
+from .canceller import Canceller
 from .handlers import HANDLERS
 from .job import run_task
 from .services import Services
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-taskcast-reason"
 PENDING = frozenset({Status.PENDING})
+Handle = Callable[[AbstractIncomingMessage], Awaitable[None]]
 RESULT_TTL_S = 3600
 """How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
 
@@ -126,11 +129,17 @@ class Relay:
 
 
 class RelayService:
-    """The AMQP side: consume with a bounded prefetch, run :class:`Relay` off the event loop."""
+    """The AMQP side: consume tasks and control messages with a bounded prefetch.
 
-    def __init__(self, config: Config, relay: Relay, prefetch: int = 16) -> None:
+    :class:`Relay` and :class:`Canceller` run off the event loop, in threads.
+    """
+
+    def __init__(
+        self, config: Config, relay: Relay, canceller: Canceller, prefetch: int = 16
+    ) -> None:
         self._config = config
         self._relay = relay
+        self._canceller = canceller
         self._prefetch = prefetch
         self._dead: AbstractExchange | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -141,26 +150,75 @@ class RelayService:
         async with connection:
             channel = await connection.channel(on_return_raises=True)
             await channel.set_qos(prefetch_count=self._prefetch)
-            queue = await channel.get_queue(names.tasks_queue, ensure=True)
             self._dead = await channel.get_exchange(names.dead_exchange, ensure=True)
-            tag = await queue.consume(self._on_message)
-            log.info("relay consuming %s (prefetch %d)", names.tasks_queue, self._prefetch)
+            consumers = []
+            for name, handle in (
+                (names.tasks_queue, self._handle),
+                (names.control_queue, self._handle_control),
+            ):
+                queue = await channel.get_queue(name, ensure=True)
+                consumers.append((queue, await queue.consume(self._tracked(handle))))
+            log.info(
+                "relay consuming %s and %s (prefetch %d)",
+                names.tasks_queue,
+                names.control_queue,
+                self._prefetch,
+            )
             await stop.wait()
             # Stop taking new messages, then let those in hand finish: nothing is dropped, and
             # whatever is unacked when the connection closes goes back to the queue.
-            await queue.cancel(tag)
+            for queue, tag in consumers:
+                await queue.cancel(tag)
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=30)
         log.info("relay stopped")
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        current = asyncio.current_task()
-        assert current is not None
-        self._in_flight.add(current)
+    def _tracked(self, handle: Handle) -> Handle:
+        """``handle``, counted as in flight while it runs, so shutdown can wait for it."""
+
+        async def tracked(message: AbstractIncomingMessage) -> None:
+            current = asyncio.current_task()
+            assert current is not None
+            self._in_flight.add(current)
+            try:
+                await handle(message)
+            finally:
+                self._in_flight.discard(current)
+
+        return tracked
+
+    async def _handle_control(self, message: AbstractIncomingMessage) -> None:
         try:
-            await self._handle(message)
-        finally:
-            self._in_flight.discard(current)
+            request = CancelRequested.decode(message.body)
+        except ValidationError as exc:
+            await self._dead_letter(message, f"unparseable: {exc}")
+            await message.ack()
+            return
+        try:
+            pending = await asyncio.to_thread(self._canceller.request, request.task_id)
+            if pending is not None:
+                await asyncio.sleep(self._config.cancel_grace_s)
+                await asyncio.to_thread(self._canceller.enforce, request.task_id, pending)
+        except Exception:
+            log.exception("task %s: cancel failed; requeueing", request.task_id)
+            await asyncio.sleep(1)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.warning("message %s dead-lettered: %s", message.message_id, reason)
+        assert self._dead is not None  # set before consuming starts
+        await self._dead.publish(
+            aio_pika.Message(
+                message.body,
+                headers={**(message.headers or {}), REASON_HEADER: reason},
+                message_id=message.message_id,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=message.routing_key or "unknown",
+        )
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -171,18 +229,7 @@ class RelayService:
             await message.nack(requeue=True)
             return
         if outcome.dead_reason is not None:
-            log.warning("message %s dead-lettered: %s", message.message_id, outcome.dead_reason)
-            assert self._dead is not None  # set before consuming starts
-            await self._dead.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers={**(message.headers or {}), REASON_HEADER: outcome.dead_reason},
-                    message_id=message.message_id,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=message.routing_key or "unknown",
-            )
+            await self._dead_letter(message, outcome.dead_reason)
         await message.ack()
 
 
@@ -191,7 +238,8 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await RelayService(config, Relay(services.current())).run(stop)
+    svc = services.current()
+    await RelayService(config, Relay(svc), Canceller(svc)).run(stop)
 
 
 def main() -> None:

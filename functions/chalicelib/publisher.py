@@ -17,7 +17,7 @@ import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from taskcore.errors import TaskcastError
-from taskcore.message import CONTENT_TYPE, Submitted
+from taskcore.message import CONTENT_TYPE, CancelRequested, Submitted
 from taskcore.names import Names
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,20 @@ class Publisher:
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
 
-    def publish(self, message: Submitted) -> None:
-        """Publish and wait for the broker's confirm."""
-        future = asyncio.run_coroutine_threadsafe(self._publish(message), self._loop)
+    def submitted(self, message: Submitted) -> None:
+        """Publish an accepted task and wait for the broker's confirm."""
+        key = Names.submitted_key(message.type)
+        self._publish_confirmed(message.encode(), key, message.task_id, message.trace_id)
+
+    def cancel(self, message: CancelRequested) -> None:
+        """Publish a cancel request and wait for the broker's confirm."""
+        self._publish_confirmed(message.encode(), Names.CANCEL_KEY, message.task_id, None)
+
+    def _publish_confirmed(
+        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
+    ) -> None:
+        publishing = self._publish(body, routing_key, task_id, trace_id)
+        future = asyncio.run_coroutine_threadsafe(publishing, self._loop)
         try:
             future.result(timeout=self._timeout_s + 1)
         except FutureTimeout:
@@ -54,17 +65,19 @@ class Publisher:
         except Exception as exc:
             raise PublishError(f"publishing failed: {exc!r}") from exc
 
-    async def _publish(self, message: Submitted) -> None:
+    async def _publish(
+        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
+    ) -> None:
         exchange = await self._exchange_ready()
         await exchange.publish(
             aio_pika.Message(
-                message.encode(),
-                message_id=message.task_id,
+                body,
+                message_id=task_id,
                 content_type=CONTENT_TYPE,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"trace_id": message.trace_id},
+                headers={} if trace_id is None else {"trace_id": trace_id},
             ),
-            routing_key=Names.submitted_key(message.type),
+            routing_key=routing_key,
             mandatory=True,
             timeout=self._timeout_s,
         )

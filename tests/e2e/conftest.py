@@ -39,6 +39,7 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TASKCAST_REDIS_URL": SHARED_REDIS_URL,
         "TASKCAST_WATCH_SECRET": WATCH_SECRET,
         "TASKCAST_API_KEYS": "dev-key=dev",
+        "TASKCAST_CANCEL_GRACE": "1",
     }
     env.pop("AWS_ENDPOINT_URL", None)
     log_path = tmp_path_factory.mktemp("shared") / "stack.log"

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from taskcore import token
 from taskcore.config import Config
-from taskcore.message import Submitted
+from taskcore.message import CancelRequested, Submitted
+from taskcore.status import Status
 from taskcore.store import TaskStore
 from tests.conftest import WATCH_SECRET, drain
 
@@ -241,3 +242,36 @@ def test_nothing_a_client_sends_produces_a_500(edge: Client, body: str | bytes) 
     assert response.status_code in (202, 400, 413, 422), response.body
     if response.status_code != 202:
         assert error_of(response)["message"]
+
+
+async def test_cancel_publishes_a_request_for_the_owners_live_task(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    task_id = json.loads(submit(edge, {"type": "demo.noop"}).body)["task"]["task_id"]
+
+    assert edge.http.post(f"/tasks/{task_id}/cancel", headers=BOB).status_code == 404
+    response = edge.http.post(f"/tasks/{task_id}/cancel", headers=ALICE)
+
+    assert response.status_code == 202
+    assert json.loads(response.body)["cancel"] == "requested"
+    (message,) = await drain(await amqp.get_queue(config.names.control_queue))
+    assert CancelRequested.decode(message.body) == CancelRequested(task_id)
+
+
+async def test_cancelling_an_ended_task_changes_nothing(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    task_id = json.loads(submit(edge, {"type": "demo.noop"}).body)["task"]["task_id"]
+    store = TaskStore(aws, config.names.tasks_table)
+    task = store.get(task_id)
+    assert task is not None
+    store.transition(
+        store.transition(store.transition(task, Status.QUEUED), Status.RUNNING), Status.SUCCEEDED
+    )
+
+    response = edge.http.post(f"/tasks/{task_id}/cancel", headers=ALICE)
+
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    assert (body["cancel"], body["task"]["status"]) == ("ended", "succeeded")
+    assert await drain(await amqp.get_queue(config.names.control_queue), timeout_s=0.2) == []

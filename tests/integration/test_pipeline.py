@@ -19,6 +19,7 @@ from taskcore.status import Status
 from taskcore.store import TaskStore
 from tests.conftest import drain
 from worker_container import services
+from worker_container.canceller import Canceller
 from worker_container.relay import REASON_HEADER, Relay, RelayService
 
 from .helpers import logged_events, make_task
@@ -44,7 +45,7 @@ async def relay(
 ) -> AsyncIterator[None]:
     """The relay consuming this test's queue for the length of the test."""
     stop = asyncio.Event()
-    running = asyncio.create_task(RelayService(config, Relay(svc)).run(stop))
+    running = asyncio.create_task(RelayService(config, Relay(svc), Canceller(svc)).run(stop))
     yield
     stop.set()
     await asyncio.wait_for(running, 10)

@@ -12,12 +12,19 @@ from . import HandlerError, handler
 
 @handler("demo.sleep")
 def sleep(ctx: TaskContext) -> dict[str, Any]:
-    """Work for ``seconds`` (random 1-10 s if absent) in ``steps``, then fail with ``fail_rate``."""
+    """Work for ``seconds`` (random 1-10 s if absent) in ``steps``, then fail with ``fail_rate``.
+
+    Between steps it stops if cancelled, unless ``cooperative`` is false: then only the forced
+    stop after the grace period ends it.
+    """
     seconds = ctx.payload.get("seconds")
     if seconds is None:
         seconds = random.uniform(1, 10)
     steps = int(ctx.payload.get("steps", 5))
+    cooperative = bool(ctx.payload.get("cooperative", True))
     for step in range(1, steps + 1):
+        if cooperative:
+            ctx.raise_if_cancelled()
         time.sleep(seconds / steps)
         ctx.progress(100 * step / steps, f"step {step} of {steps}")
     if random.random() < float(ctx.payload.get("fail_rate", 0.1)):
