@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,18 +22,6 @@ from worker_container.relay import Relay
 from .helpers import logged_events, make_task
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
-    services.current.cache_clear()
-    yield services.current()
-    services.current.cache_clear()
-
-
-@pytest.fixture
-def store(aws: Any, config: Config) -> TaskStore:
-    return TaskStore(aws, config.names.tasks_table)
 
 
 def created(store: TaskStore, *path: Status, **payload: Any) -> Task:

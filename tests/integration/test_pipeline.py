@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -25,18 +25,6 @@ from worker_container.relay import REASON_HEADER, Relay, RelayService
 from .helpers import logged_events, make_task
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
-    services.current.cache_clear()
-    yield services.current()
-    services.current.cache_clear()
-
-
-@pytest.fixture
-def store(aws: Any, config: Config) -> TaskStore:
-    return TaskStore(aws, config.names.tasks_table)
 
 
 @pytest.fixture

@@ -1,0 +1,26 @@
+"""Fixtures of the worker-side integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from taskcore.config import Config
+from taskcore.store import TaskStore
+from worker_container import services
+
+
+@pytest.fixture
+def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
+    """The worker-side services of this test's namespace, built afresh and forgotten after."""
+    services.current.cache_clear()
+    yield services.current()
+    services.current.cache_clear()
+
+
+@pytest.fixture
+def store(aws: Any, config: Config) -> TaskStore:
+    return TaskStore(aws, config.names.tasks_table)
