@@ -71,8 +71,8 @@ class RealtimeService:
                 origins=[*map(Origin, self._config.allowed_origins), None],
                 max_size=MAX_MESSAGE_BYTES,
                 process_request=self._health,
-                ping_interval=20,
-                ping_timeout=20,
+                ping_interval=self._limits.ping_interval_s,
+                ping_timeout=self._limits.ping_timeout_s,
             ) as server:
                 log.info("realtime listening on ws://%s:%d", host, port)
                 if ready is not None:

@@ -56,6 +56,10 @@ class Limits:
     """A watch that hears nothing this long re-reads the task's log (Redis: cheap)."""
     record_check_s: float = 60.0
     """...and at most this often the record (DynamoDB: a read per watch, so rarer)."""
+    ping_interval_s: float = 20.0
+    """Every connection is pinged this often (websockets' keepalive)..."""
+    ping_timeout_s: float = 20.0
+    """...and closed if its pong does not come back in this time: a dead client is let go."""
     terminal_grace_s: float = 2.0
     """How long a terminal record waits for its event before ``end`` is sent from the record."""
 

@@ -553,3 +553,24 @@ async def test_no_client_ever_receives_a_task_it_holds_no_valid_token_for(
                     ended.add(task_id)
         await ws.close()
         assert seen <= permitted
+
+
+async def test_a_client_that_stops_answering_pings_is_disconnected(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    limits = Limits(ping_interval_s=0.2, ping_timeout_s=0.2)
+    async with running_world(aws, redis_client, config, limits=limits) as world:
+        port = int(world.url.rsplit(":", 1)[1])
+        # A client that shook hands and then vanished without closing: it never answers a ping.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        received = b""
+        while chunk := await asyncio.wait_for(reader.read(1024), 5):  # until the server hangs up
+            received += chunk
+        writer.close()
+        await writer.wait_closed()
+    assert received[:1] == b"\x89"  # it was pinged first
