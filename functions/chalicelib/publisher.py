@@ -9,6 +9,7 @@ invocations. A publish returns only after the broker confirmed it (and routed it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -56,7 +57,7 @@ class Publisher:
         publishing = self._publish(body, routing_key, task_id, trace_id)
         future = asyncio.run_coroutine_threadsafe(publishing, self._loop)
         try:
-            future.result(timeout=self._timeout_s + 1)
+            future.result(timeout=2 * self._timeout_s + 1)  # room for one reconnect
         except FutureTimeout:
             future.cancel()
             raise PublishError("the broker did not confirm in time") from None
@@ -66,6 +67,26 @@ class Publisher:
             raise PublishError(f"publishing failed: {exc!r}") from exc
 
     async def _publish(
+        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
+    ) -> None:
+        try:
+            await self._publish_once(body, routing_key, task_id, trace_id)
+        except Exception as exc:
+            # A Lambda instance is frozen between invocations and its connection may have died
+            # meanwhile (missed heartbeats): try once more on a fresh one. Publishing twice is
+            # harmless, as the relay treats a task's messages idempotently.
+            log.warning("task %s: publish failed (%r); reconnecting once", task_id, exc)
+            await self._reset()
+            await self._publish_once(body, routing_key, task_id, trace_id)
+
+    async def _reset(self) -> None:
+        async with self._lock:
+            connection, self._connection, self._exchange = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def _publish_once(
         self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
     ) -> None:
         exchange = await self._exchange_ready()

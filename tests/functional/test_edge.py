@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -275,3 +276,19 @@ async def test_cancelling_an_ended_task_changes_nothing(
     body = json.loads(response.body)
     assert (body["cancel"], body["task"]["status"]) == ("ended", "succeeded")
     assert await drain(await amqp.get_queue(config.names.control_queue), timeout_s=0.2) == []
+
+
+async def test_a_dead_broker_connection_is_replaced_and_the_task_accepted(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    from chalicelib import services
+
+    assert submit(edge, {"type": "demo.noop"}).status_code == 202
+    # What a frozen Lambda instance finds after a long idle: its connection is gone.
+    publisher = services.current().publisher
+    connection = publisher._connection
+    assert connection is not None
+    asyncio.run_coroutine_threadsafe(connection.close(), publisher._loop).result(5)
+
+    assert submit(edge, {"type": "demo.noop"}).status_code == 202
+    assert len(await drain(await amqp.get_queue(config.names.tasks_queue))) == 2
