@@ -31,7 +31,6 @@ from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-from . import services
 from .canceller import Canceller
 from .handlers import HANDLERS
 from .job import run_task
@@ -238,7 +237,7 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    svc = services.current()
+    svc = Services.build(config)
     await RelayService(config, Relay(svc), Canceller(svc)).run(stop)
 
 
