@@ -80,6 +80,9 @@ class TaskType:
     fields: tuple[Field, ...] = ()
     timeout_s: int = 300
     max_attempts: int = 1
+    retry_base_s: int = 2
+    """The first retry waits about this long; each later one twice as long (see taskcore.backoff)."""
+    retry_cap_s: int = 300
     priority: Priority = Priority.NORMAL
     _by_name: Mapping[str, Field] = field(init=False, repr=False, compare=False)
 
@@ -124,6 +127,7 @@ class TaskType:
             "description": self.description,
             "timeout_s": self.timeout_s,
             "max_attempts": self.max_attempts,
+            "retry_base_s": self.retry_base_s,
             "priority": str(self.priority),
             "fields": [
                 {
@@ -186,6 +190,33 @@ CATALOGUE: Mapping[str, TaskType] = {
                 ),
             ),
             timeout_s=660,
+        ),
+        TaskType(
+            name="demo.flaky",
+            description=(
+                "Fails its first `failures` attempts, then succeeds: retries with backoff, shown."
+            ),
+            fields=(
+                Field(
+                    "failures",
+                    "integer",
+                    default=1,
+                    minimum=0,
+                    maximum=10,
+                    description="how many attempts fail before one succeeds",
+                ),
+                Field(
+                    "seconds",
+                    "number",
+                    default=0.2,
+                    minimum=0,
+                    maximum=60,
+                    description="how long each attempt runs",
+                ),
+            ),
+            timeout_s=120,
+            max_attempts=3,
+            retry_base_s=1,
         ),
         TaskType(
             name="demo.noop",

@@ -63,6 +63,7 @@ class Event:
     ts: str
     result: Any = None
     error: TaskError | None = None
+    retry_at: str | None = None
     seq: int = 0
     epoch: str = ""
 
@@ -78,6 +79,7 @@ class Event:
             ts=now_iso(),
             result=task.result if task.status is Status.SUCCEEDED else None,
             error=task.error,
+            retry_at=task.retry_at,
         )
 
     @classmethod
@@ -105,6 +107,8 @@ class Event:
             data["result"] = self.result
         if self.error is not None:
             data["error"] = self.error.to_json()
+        if self.retry_at is not None:
+            data["retry_at"] = self.retry_at
         return data
 
     def encode(self) -> str:
@@ -132,6 +136,7 @@ class Event:
                 ts=str(data["ts"]),
                 result=data.get("result"),
                 error=TaskError.from_json(data.get("error")),
+                retry_at=data.get("retry_at"),
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
             )

@@ -131,7 +131,8 @@ class TaskStore:
             }
             values |= {":one": {"N": "1"}, ":zero": {"N": "0.0"}, ":empty": {"S": ""}}
             sets += ["#attempt = #attempt + :one", "#started = :now", "#pp = :zero", "#pm = :empty"]
-            removes.append("#error")
+            names["#retry_at"] = "retry_at"
+            removes += ["#error", "#retry_at"]
         allowed = []
         for i, source in enumerate(sorted(sources)):
             values[f":source{i}"] = {"S": str(source)}

@@ -85,6 +85,8 @@ class Task:
     error: TaskError | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    retry_at: str | None = None
+    """When a ``retrying`` task's next attempt is due."""
 
     def with_status(self, status: Status, **changes: Any) -> Task:
         """A copy in ``status`` with ``changes`` applied and ``updated_at`` set to now."""
@@ -111,6 +113,8 @@ class Task:
             data["result"] = self.result
         if self.error is not None:
             data["error"] = self.error.to_json()
+        if self.retry_at is not None:
+            data["retry_at"] = self.retry_at
         return data
 
     def to_item(self) -> Item:
@@ -140,6 +144,8 @@ class Task:
             item["started_at"] = {"S": self.started_at}
         if self.finished_at is not None:
             item["finished_at"] = {"S": self.finished_at}
+        if self.retry_at is not None:
+            item["retry_at"] = {"S": self.retry_at}
         return item
 
     @classmethod
@@ -174,4 +180,5 @@ class Task:
             error=None if error is None else TaskError.from_json(json.loads(error)),
             started_at=s("started_at"),
             finished_at=s("finished_at"),
+            retry_at=s("retry_at"),
         )

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
+from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from taskcore.catalogue import MAX_PAYLOAD_BYTES
-from taskcore.clock import now_iso
+from taskcore.clock import iso, now_iso
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
 from taskcore.status import Status
@@ -71,7 +73,45 @@ def run_task(task_id: str) -> None:
     else:
         outcome = Status.SUCCEEDED
         changes = {"result": result, "progress": Progress(100.0, "done")}
+    if outcome is Status.FAILED and _retry(ctx, changes["error"]):
+        return
     _finish(ctx, outcome, changes)
+
+
+class RetryScheduled(Exception):
+    """Raised to RQ so that its Retry runs the job again; the task already says ``retrying``."""
+
+
+def _retry(ctx: TaskContext, error: TaskError) -> bool:
+    """Schedule the next attempt if one is left: ``running -> retrying``, event, and RQ's retry.
+
+    Returns ``False`` when no attempt is left (the failure is final). Raises
+    :class:`RetryScheduled` otherwise, which is how an RQ job asks for its Retry.
+    """
+    job = get_current_job()
+    if ctx.attempt >= ctx.task.max_attempts or job is None or not job.retries_left:
+        return False
+    delay_s = job.get_retry_interval()
+    retry_at = iso(time.time() + delay_s)
+    try:
+        task = services.current().store.transition(
+            ctx.task, Status.RETRYING, error=error, retry_at=retry_at
+        )
+    except ConditionLost:
+        log.warning("task %s: attempt %d failed but the task moved on", ctx.task_id, ctx.attempt)
+        return True  # someone else decided (a cancel): nothing to retry, nothing to finish
+    services.current().events.append(Event.status_of(task))
+    log.info(
+        "task %s attempt %d failed (%s); attempt %d in %d s",
+        ctx.task_id,
+        ctx.attempt,
+        error.type,
+        ctx.attempt + 1,
+        delay_s,
+    )
+    raise RetryScheduled(
+        f"attempt {ctx.attempt} of {task.max_attempts} failed: {error.type}: {error.message}"
+    )
 
 
 def _failure(kind: str, message: str) -> dict[str, Any]:

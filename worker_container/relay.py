@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from rq import Retry
 from rq.exceptions import DuplicateJobError
 
-from taskcore import logs
+from taskcore import backoff, logs
+from taskcore.catalogue import CATALOGUE
 from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
@@ -94,6 +96,11 @@ class Relay:
         return ACK
 
     def _enqueue(self, task: Task) -> None:
+        retry = None
+        if task.max_attempts > 1:
+            kind = CATALOGUE[task.type]
+            delays = backoff.intervals(task.max_attempts - 1, kind.retry_base_s, kind.retry_cap_s)
+            retry = Retry(max=task.max_attempts - 1, interval=delays)
         try:
             self._svc.queues[task.priority].enqueue(
                 run_task,
@@ -102,6 +109,7 @@ class Relay:
                 unique=True,
                 job_timeout=task.timeout_s,
                 result_ttl=RESULT_TTL_S,
+                retry=retry,
                 description=f"{task.type} {task.task_id}",
             )
         except DuplicateJobError:

@@ -32,6 +32,16 @@ def sleep(ctx: TaskContext) -> dict[str, Any]:
     return {"slept_s": round(seconds, 3)}
 
 
+@handler("demo.flaky")
+def flaky(ctx: TaskContext) -> dict[str, Any]:
+    """Fail the first ``failures`` attempts, then succeed: the retry path, on demand."""
+    time.sleep(float(ctx.payload.get("seconds", 0.2)))
+    failures = int(ctx.payload.get("failures", 1))
+    if ctx.attempt <= failures:
+        raise HandlerError(f"attempt {ctx.attempt} fails on purpose ({failures} will)")
+    return {"attempts": ctx.attempt}
+
+
 @handler("demo.noop")
 def noop(ctx: TaskContext) -> None:
     return None
