@@ -65,17 +65,28 @@ class Canceller:
         return None
 
     def enforce(self, task_id: str, pending: Pending) -> None:
-        """After the grace period: stop the attempt by force if it is still running."""
+        """After the grace period: cancel the task wherever it got to, by force if it runs.
+
+        Not only the attempt that was asked: it may have failed into a retry before it saw the
+        flag, and the owner's request stands for whichever attempt comes next.
+        """
         task = self._svc.store.get(task_id)
-        if task is None or task.status is not Status.RUNNING or task.attempt != pending.attempt:
+        if task is None or task.status.is_terminal:
             return  # it stopped by itself, or ended
-        try:
-            send_stop_job_command(self._svc.redis, task_id)
-        except (InvalidJobOperation, NoSuchJobError):
-            log.warning("task %s: no running job to stop; marking it cancelled", task_id)
-        else:
-            log.warning("task %s: did not stop in time; its job was stopped", task_id)
-        self._cancel(task)
+        if task.status is Status.RUNNING:
+            try:
+                send_stop_job_command(self._svc.redis, task_id)
+            except (InvalidJobOperation, NoSuchJobError):
+                log.warning("task %s: no running job to stop; marking it cancelled", task_id)
+            else:
+                log.warning(
+                    "task %s: attempt %d did not stop in time (asked at attempt %d); stopped",
+                    task_id,
+                    task.attempt,
+                    pending.attempt,
+                )
+        if self._cancel(task):
+            self._delete_job(task_id)
 
     def _cancel(self, task: Task) -> bool:
         try:

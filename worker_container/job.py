@@ -73,6 +73,9 @@ def run_task(task_id: str) -> None:
     else:
         outcome = Status.SUCCEEDED
         changes = {"result": result, "progress": Progress(100.0, "done")}
+    if outcome is Status.FAILED and ctx.cancel_requested:
+        # Its owner asked it to stop: a failed attempt ends it as cancelled, not retried.
+        outcome, changes = Status.CANCELLED, {}
     if outcome is Status.FAILED and _retry(ctx, changes["error"]):
         return
     _finish(ctx, outcome, changes)
@@ -85,8 +88,8 @@ class RetryScheduled(Exception):
 def _retry(ctx: TaskContext, error: TaskError) -> bool:
     """Schedule the next attempt if one is left: ``running -> retrying``, event, and RQ's retry.
 
-    Returns ``False`` when no attempt is left (the failure is final). Raises
-    :class:`RetryScheduled` otherwise, which is how an RQ job asks for its Retry.
+    Returns ``False`` when the failure is final (no attempt left) and ``True`` when someone else moved the task meanwhile (nothing left to write). Otherwise
+    raises :class:`RetryScheduled`, which is how an RQ job asks for its Retry.
     """
     job = get_current_job()
     if ctx.attempt >= ctx.task.max_attempts or job is None or not job.retries_left:

@@ -130,3 +130,20 @@ def test_a_running_cooperative_handler_stops_at_its_next_step(
 
     Canceller(svc).enforce(task.task_id, pending)  # after the grace period: nothing left to do
     assert store.get(task.task_id) == final
+
+
+def test_a_cancel_is_not_lost_when_the_running_attempt_fails_into_a_retry(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    task = created(store, Status.QUEUED, Status.RUNNING)
+    pending = Canceller(svc).request(task.task_id)
+    assert pending == Pending(attempt=1)
+    # Before it saw the flag, the attempt failed and a retry was scheduled.
+    store.transition(store.get(task.task_id), Status.RETRYING)  # type: ignore[arg-type]
+
+    Canceller(svc).enforce(task.task_id, pending)  # after the grace period
+
+    final = store.get(task.task_id)
+    assert final is not None
+    assert final.status is Status.CANCELLED
+    assert logged_events(redis_client, config.names, task.task_id)[-1].status is Status.CANCELLED
