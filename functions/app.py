@@ -21,10 +21,11 @@ from chalicelib.submission import new_task, parse_body
 from chalicelib.threadsafe import ThreadSafeChalice
 
 from taskcore import catalogue, token
-from taskcore.clock import now_iso
+from taskcore.errors import ConditionLost
+from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
-from taskcore.task import Task, TaskError
+from taskcore.task import Task
 
 app = ThreadSafeChalice(app_name="taskcast")
 app.log.setLevel(logging.INFO)
@@ -77,31 +78,44 @@ def list_types() -> dict[str, Any]:
 @app.route("/tasks", methods=["POST"], content_types=["application/json"])
 @json_errors
 def submit() -> Response:
+    """Accept a task: ``202`` with its record, ``Location`` and a watch token.
+
+    With an ``Idempotency-Key`` header, a request that repeats an earlier one (same owner, key
+    and body) answers with the earlier task and ``Idempotent-Replayed: true``, creating and
+    publishing nothing; the same key with another body is ``422``.
+    """
     owner = _owner()
     svc = services.current()
-    task = new_task(parse_body(app.current_request.raw_body), owner, svc.config.task_ttl_s)
-    svc.store.create(task)
+    body = parse_body(app.current_request.raw_body)
+    task = new_task(body, owner, svc.config.task_ttl_s)
+    key = app.current_request.headers.get("idempotency-key")
+    if key is None:
+        svc.store.create(task)
+    else:
+        idempotency = IdempotencyKey.parse(owner, key, body, svc.config.idempotency_ttl_s)
+        task, created = svc.store.create_once(task, idempotency)
+        if not created:
+            log.info("task %s: idempotent replay of key %r for %s", task.task_id, key, owner)
+            return _accepted(task, {"Idempotent-Replayed": "true"})
     try:
         svc.publisher.submitted(Submitted(task.task_id, task.type, task.trace_id))
     except PublishError:
-        log.exception("task %s: not published; failing it", task.task_id)
-        # The record exists, so say what became of it rather than leave it pending for ever.
-        svc.store.transition(
-            task,
-            Status.FAILED,
-            error=TaskError("not_published", "the broker did not accept the task"),
-            finished_at=now_iso(),
+        # The record is written, so the task is accepted: the sweeper publishes pending tasks
+        # that nobody has picked up. Refusing here would make a retrying client submit twice.
+        log.warning(
+            "task %s: not published; the sweeper will publish it", task.task_id, exc_info=True
         )
-        raise Unavailable(
-            "the task queue is unavailable; try again", headers={"Retry-After": "5"}
-        ) from None
     log.info(
         "task %s (%s) accepted for %s [trace %s]", task.task_id, task.type, owner, task.trace_id
     )
+    return _accepted(task)
+
+
+def _accepted(task: Task, headers: dict[str, str] | None = None) -> Response:
     return Response(
         {"task": task.to_public(), "watch": _watch(task)},
         status_code=202,
-        headers={"Location": f"/tasks/{task.task_id}"},
+        headers={"Location": f"/tasks/{task.task_id}", **(headers or {})},
     )
 
 
@@ -127,8 +141,14 @@ def cancel_task(task_id: str) -> Response:
     ``200``: the task had ended already, and stays as it ended.
     """
     task = _own_task(task_id, _owner())
-    if task.status.is_terminal:
-        return Response({"task": task.to_public(), "cancel": "ended"}, status_code=200)
+    store = services.current().store
+    try:
+        # Recorded first: from now on no attempt starts, whatever the messages' order.
+        task = store.request_cancel(task.task_id)
+    except ConditionLost:
+        ended = store.get(task.task_id)
+        assert ended is not None  # records are never deleted, only expired after days
+        return Response({"task": ended.to_public(), "cancel": "ended"}, status_code=200)
     try:
         services.current().publisher.cancel(CancelRequested(task.task_id))
     except PublishError:

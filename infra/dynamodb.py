@@ -6,19 +6,10 @@ import contextlib
 import logging
 from typing import Any
 
+from taskcore.idempotency import idempotency_table_definition
 from taskcore.store import EXPIRY_ATTRIBUTE, tasks_table_definition
 
 log = logging.getLogger(__name__)
-
-
-def idempotency_table_definition(name: str) -> dict[str, Any]:
-    """``create_table`` arguments for idempotency keys: ``owner#key`` -> task id and body hash."""
-    return {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    }
 
 
 def ensure_table(client: Any, definition: dict[str, Any]) -> bool:

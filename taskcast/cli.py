@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from .board import Board, summary
 from .client import ApiError, Client, WatchError
@@ -42,7 +43,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"taskcast: --payload is not JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with _client(args) as client:
-        sub = client.submit(args.type, payload, priority=args.priority)
+        sub = client.submit(
+            args.type,
+            payload,
+            priority=args.priority,
+            delay_seconds=args.delay,
+            idempotency_key=args.idempotency_key,
+        )
         if not args.watch:
             _print_json({"task": sub.task, "watch": sub.watch.__dict__})
             return EXIT_OK
@@ -80,6 +87,63 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(summary(page.tasks))
     if page.next_cursor:
         console.print(f"more: taskcast list --cursor {page.next_cursor}")
+    return EXIT_OK
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """``taskcast dlq list|replay|purge``: needs the broker (TASKCAST_RABBITMQ_URL)."""
+    from taskcore.config import Config
+    from taskcore.errors import ConfigError
+
+    from . import dlq
+
+    try:
+        config = Config.from_env(need=["rabbitmq"])
+    except ConfigError as exc:
+        print(f"taskcast dlq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    url, names = config.rabbitmq, config.names
+    if args.dlq_command == "purge":
+        print(f"purged {asyncio.run(dlq.purge(url, names))} dead messages")
+        return EXIT_OK
+    if args.dlq_command == "list":
+        dead = asyncio.run(dlq.list_dead(url, names))
+        table = Table("message id", "routing key", "reason", title=f"{names.dead_queue}")
+        for message in dead:
+            table.add_row(message.message_id or "-", message.routing_key, message.reason)
+        console = Console()
+        console.print(table)
+        if args.failed:
+            with _client(args) as client:
+                console.print(summary(client.list(status="failed", limit=100).tasks))
+        return EXIT_OK
+    replayed = asyncio.run(dlq.replay(url, names, None if args.all else [args.id]))
+    for message_id in replayed:
+        print(f"{message_id}: republished")
+    if args.all or replayed:
+        print(f"replayed {len(replayed)} dead messages")
+        return EXIT_OK
+    return _replay_failed_task(args, args.id)
+
+
+def _replay_failed_task(args: argparse.Namespace, task_id: str) -> int:
+    """Submit a failed task again as a new task; replaying it twice makes one new task."""
+    with _client(args) as client:
+        task = client.get(task_id)
+        if task["status"] != "failed":
+            print(
+                f"taskcast dlq: {task_id} is neither a dead message nor a failed task "
+                f"(it is {task['status']})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        sub = client.submit(
+            task["type"],
+            task["payload"],
+            priority=task["priority"],
+            idempotency_key=f"replay-{task_id}",
+        )
+    print(f"{task_id}: submitted again as {sub.task_id}")
     return EXIT_OK
 
 
@@ -126,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("type", help="task type, e.g. demo.sleep")
     submit.add_argument("--payload", default="{}", help="payload as JSON")
     submit.add_argument("--priority", choices=["high", "normal", "low"])
+    submit.add_argument("--delay", type=int, metavar="SECONDS", help="start it this much later")
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="submitting again with the same key and task returns the first task",
+    )
     submit.add_argument("--watch", action="store_true", help="show live progress until it ends")
     submit.set_defaults(run=cmd_submit)
 
@@ -147,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--cursor")
     listing.set_defaults(run=cmd_list)
+
+    dlq = commands.add_parser(
+        "dlq", help="dead letters: list, replay or purge (needs TASKCAST_RABBITMQ_URL)"
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="list dead messages (the queue is unchanged)")
+    dlq_list.add_argument("--failed", action="store_true", help="also list your failed tasks")
+    dlq_replay = dlq_commands.add_parser(
+        "replay", help="republish a dead message, or submit a failed task again"
+    )
+    which = dlq_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="a dead message's id, or a failed task's id")
+    which.add_argument("--all", action="store_true", help="every dead message")
+    dlq_commands.add_parser("purge", help="drop every dead message")
+    dlq.set_defaults(run=cmd_dlq)
 
     demo = commands.add_parser("demo", help="start the stack, run demo tasks, watch them, stop")
     demo.add_argument("--tasks", type=int, default=6)

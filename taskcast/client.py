@@ -149,13 +149,26 @@ class Client:
         return body  # type: ignore[no-any-return]
 
     def submit(
-        self, task_type: str, payload: dict[str, Any] | None = None, *, priority: str | None = None
+        self,
+        task_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: str | None = None,
+        delay_seconds: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
-        """Submit a task; returns it (``pending``) with a watch token."""
+        """Submit a task; returns it (``pending``) with a watch token.
+
+        With ``idempotency_key``, sending the same submission again (after a timeout, say)
+        returns the task the first one made instead of making another.
+        """
         body: dict[str, Any] = {"type": task_type, "payload": payload or {}}
         if priority is not None:
             body["priority"] = priority
-        data = self._request("POST", "/tasks", json=body)
+        if delay_seconds is not None:
+            body["delay_seconds"] = delay_seconds
+        headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        data = self._request("POST", "/tasks", json=body, headers=headers)
         return Submission(data["task"], Watch.from_json(data["watch"]))
 
     def get(self, task_id: str) -> dict[str, Any]:

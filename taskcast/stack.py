@@ -56,6 +56,7 @@ class Ports:
 @dataclass
 class Child:
     name: str
+    argv: list[str]
     process: subprocess.Popen[str]
     pump: threading.Thread
 
@@ -166,6 +167,7 @@ class Stack:
         self._spawn("relay", [python, "-m", "worker_container"])
         for n in range(1, self.workers + 1):
             self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker"])
+        self._spawn("sweeper", [python, "-m", "worker_container.sweeper"])
         self._spawn(
             "realtime",
             [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],
@@ -194,6 +196,36 @@ class Stack:
         """The process id of each running part, by name."""
         return {child.name: child.process.pid for child in self._children}
 
+    def send_signal(self, name: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to the part ``name`` and the processes in its group."""
+        os.killpg(self._child(name).process.pid, sig)
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL, timeout_s: float = 30) -> int:
+        """Send ``sig`` to the part ``name``, wait for it to exit, and return its exit code."""
+        self.send_signal(name, sig)
+        child = self._child(name)
+        code = child.process.wait(timeout_s)
+        child.pump.join(timeout=2)
+        return code
+
+    def returncode(self, name: str) -> int | None:
+        """The exit code of the part ``name``, or ``None`` while it runs."""
+        return self._child(name).process.poll()
+
+    def restart(self, name: str, env: Mapping[str, str] | None = None) -> None:
+        """Start the part ``name`` again (after it exited), with ``env`` changed if given."""
+        child = self._child(name)
+        if child.process.poll() is None:
+            raise StackError(f"{name} is still running")
+        self._children.remove(child)
+        self._spawn(name, child.argv, env)
+
+    def _child(self, name: str) -> Child:
+        for child in self._children:
+            if child.name == name:
+                return child
+        raise StackError(f"no part called {name}; the parts are {', '.join(self.pids())}")
+
     def check_children(self) -> None:
         """Raise :class:`StackError` if any child has exited."""
         for child in self._children:
@@ -212,10 +244,10 @@ class Stack:
         if code != 0:
             raise StackError(f"{name} failed with code {code}; see its log lines above")
 
-    def _spawn(self, name: str, argv: list[str]) -> Child:
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> Child:
         process = subprocess.Popen(
             argv,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -225,7 +257,7 @@ class Stack:
         assert process.stdout is not None
         pump = threading.Thread(target=self._pump, args=(name, process.stdout), daemon=True)
         pump.start()
-        child = Child(name, process, pump)
+        child = Child(name, argv, process, pump)
         self._children.append(child)
         return child
 

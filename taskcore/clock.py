@@ -18,3 +18,8 @@ def iso(seconds: float) -> str:
 def now_iso() -> str:
     """The current time in :func:`iso` form."""
     return iso(time.time())
+
+
+def parse_iso(text: str) -> float:
+    """Unix time from an :func:`iso` string."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()

@@ -41,8 +41,16 @@ class Config:
     watch_token_ttl_s: int = 3600
     task_ttl_s: int = 30 * 86400
     event_log_ttl_s: int = 86400
+    idempotency_ttl_s: int = 86400
+    """How long an ``Idempotency-Key`` names the task it made."""
     cancel_grace_s: int = 10
     """How long a running task has to stop by itself before its job is stopped by force."""
+    heartbeat_ttl_s: int = 30
+    """A running attempt whose heartbeat is missing this long is presumed lost with its worker."""
+    sweep_interval_s: int = 15
+    """How often the sweeper looks for tasks that faults left behind."""
+    stale_after_s: int = 60
+    """How long a task may sit ``pending`` or ``queued`` unattended before the sweeper steps in."""
 
     @property
     def names(self) -> Names:
@@ -111,7 +119,15 @@ class Config:
                 get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600
             ),
             task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", 30 * 86400),
+            idempotency_ttl_s=_seconds(
+                get("TASKCAST_IDEMPOTENCY_TTL"), "TASKCAST_IDEMPOTENCY_TTL", 86400
+            ),
             cancel_grace_s=_seconds(get("TASKCAST_CANCEL_GRACE"), "TASKCAST_CANCEL_GRACE", 10),
+            heartbeat_ttl_s=_seconds(get("TASKCAST_HEARTBEAT_TTL"), "TASKCAST_HEARTBEAT_TTL", 30),
+            sweep_interval_s=_seconds(
+                get("TASKCAST_SWEEP_INTERVAL"), "TASKCAST_SWEEP_INTERVAL", 15
+            ),
+            stale_after_s=_seconds(get("TASKCAST_SWEEP_AFTER"), "TASKCAST_SWEEP_AFTER", 60),
             event_log_ttl_s=_seconds(
                 get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400
             ),

@@ -64,6 +64,7 @@ class Event:
     result: Any = None
     error: TaskError | None = None
     retry_at: str | None = None
+    run_at: str | None = None
     seq: int = 0
     epoch: str = ""
 
@@ -80,6 +81,8 @@ class Event:
             result=task.result if task.status is Status.SUCCEEDED else None,
             error=task.error,
             retry_at=task.retry_at,
+            # Only while it waits: once started, when it was due to start is history.
+            run_at=task.run_at if task.status in (Status.PENDING, Status.QUEUED) else None,
         )
 
     @classmethod
@@ -109,6 +112,8 @@ class Event:
             data["error"] = self.error.to_json()
         if self.retry_at is not None:
             data["retry_at"] = self.retry_at
+        if self.run_at is not None:
+            data["run_at"] = self.run_at
         return data
 
     def encode(self) -> str:
@@ -137,6 +142,7 @@ class Event:
                 result=data.get("result"),
                 error=TaskError.from_json(data.get("error")),
                 retry_at=data.get("retry_at"),
+                run_at=data.get("run_at"),
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
             )

@@ -51,6 +51,15 @@ class Names:
         """Set while a running task is asked to stop; its handler checks it."""
         return f"{self.namespace}:cancel:{task_id}"
 
+    def heartbeat(self, task_id: str) -> str:
+        """Refreshed while an attempt of the task runs; its absence means the worker is gone."""
+        return f"{self.namespace}:alive:{task_id}"
+
+    @property
+    def sweeper_lease(self) -> str:
+        """Held by the one sweeper that repairs at a time."""
+        return f"{self.namespace}:sweeper:lease"
+
     # RQ, one queue per priority
     def rq_queue(self, priority: Priority) -> str:
         return f"{self.namespace}.{priority}"

@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .clock import now_iso
 from .errors import ConditionLost, ValidationError
-from .status import Status, check_transition
+from .idempotency import IdempotencyKey, KeyReused
+from .status import TERMINAL, Status, check_transition
 from .task import Item, Progress, Task
 
 BY_OWNER = "by_owner"
@@ -55,6 +57,7 @@ def tasks_table_definition(name: str) -> dict[str, Any]:
 
 
 EXPIRY_ATTRIBUTE = "expires_at"
+CANCEL_ATTRIBUTE = "cancel_requested_at"
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,10 @@ class Page:
 
 
 class TaskStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, idempotency_table: str | None = None) -> None:
         self._client = client
         self._table = table
+        self._idempotency_table = idempotency_table
 
     def create(self, task: Task) -> None:
         """Write a new record; fails with :class:`ConditionLost` if the id exists already."""
@@ -80,6 +84,68 @@ class TaskStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             raise ConditionLost(f"task {task.task_id} exists already") from None
+
+    def create_once(self, task: Task, key: IdempotencyKey) -> tuple[Task, bool]:
+        """Write ``task`` unless ``key`` already names one; return the task and whether it is new.
+
+        The key is claimed first, by a conditional write naming ``task``'s id; only its claimant
+        writes the record (and so publishes it). A request that finds the key taken answers with
+        the task the key names, waiting briefly for its claimant to write it, and writing it
+        itself, under the key's task id, if the claimant died in between. No transaction: see
+        docs/decisions.md. :class:`KeyReused` if the key was used for another request.
+        """
+        assert self._idempotency_table is not None, "TaskStore built without idempotency_table"
+        for attempt in range(8):
+            now = int(time.time())
+            try:
+                self._client.put_item(
+                    TableName=self._idempotency_table,
+                    Item=key.to_item(task.task_id, now),
+                    # An expired key that DynamoDB has not deleted yet is free.
+                    ConditionExpression="attribute_not_exists(pk) OR #exp < :now",
+                    ExpressionAttributeNames={"#exp": EXPIRY_ATTRIBUTE},
+                    ExpressionAttributeValues={":now": {"N": str(now)}},
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                holder = self._key_holder(key, now)
+                if holder is None:
+                    continue  # it expired between our write and our read: claim it again
+                existing = self.get(holder)
+                if existing is not None:
+                    return existing, False
+                if attempt < 5:
+                    time.sleep(0.05 * (attempt + 1))  # its claimant is writing it: wait
+                    continue
+                # Its claimant died between claiming the key and writing the task: take over.
+                return self._create_or_get(replace(task, task_id=holder))
+            else:
+                return self._create_or_get(task)
+        raise ConditionLost(f"idempotency key {key.key!r} kept changing")
+
+    def _create_or_get(self, task: Task) -> tuple[Task, bool]:
+        """Create ``task``, or return the record another writer created under its id first."""
+        try:
+            self.create(task)
+        except ConditionLost:
+            existing = self.get(task.task_id)
+            assert existing is not None, "a task record disappeared as it was written"
+            return existing, False
+        return task, True
+
+    def _key_holder(self, key: IdempotencyKey, now: int) -> str | None:
+        """The task id ``key`` names, unless it has expired; :class:`KeyReused` if the key was
+        taken for another request."""
+        item = self._client.get_item(
+            TableName=self._idempotency_table, Key={"pk": {"S": key.pk}}, ConsistentRead=True
+        ).get("Item")
+        if item is None or int(item[EXPIRY_ATTRIBUTE]["N"]) < now:
+            return None
+        if item["request_hash"]["S"] != key.request_hash:
+            raise KeyReused(
+                "this Idempotency-Key was used for a different request; use a new key",
+                field="Idempotency-Key",
+            )
+        return str(item["task_id"]["S"])
 
     def get(self, task_id: str) -> Task | None:
         """The record as it is now (a strongly consistent read), or ``None``."""
@@ -111,8 +177,9 @@ class TaskStore:
         For the hot path of the relay (``pending -> queued``) and the worker (``queued ->
         running``), where the record is almost always where the caller expects it: one round
         trip instead of a read and a write. ``start_attempt`` counts a new attempt and resets
-        progress. ``task_type``, if given, must be the record's too. :class:`ConditionLost` if
-        the record is elsewhere, of another type, or absent.
+        progress. ``task_type``, if given, must be the record's too. Never claims a task whose
+        cancellation was requested. :class:`ConditionLost` if the record is elsewhere, of another
+        type, being cancelled, or absent.
         """
         for source in sources:
             check_transition(source, target)
@@ -137,7 +204,8 @@ class TaskStore:
         for i, source in enumerate(sorted(sources)):
             values[f":source{i}"] = {"S": str(source)}
             allowed.append(f":source{i}")
-        condition = f"#status IN ({', '.join(allowed)})"
+        names["#cancel"] = CANCEL_ATTRIBUTE
+        condition = f"#status IN ({', '.join(allowed)}) AND attribute_not_exists(#cancel)"
         if task_type is not None:
             names["#type"] = "type"
             values[":type"] = {"S": task_type}
@@ -145,6 +213,27 @@ class TaskStore:
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         lost = f"task {task_id} is not {' or '.join(sorted(sources))}"
         return self._update(task_id, expression, condition, names, values, lost)
+
+    def request_cancel(self, task_id: str) -> Task:
+        """Record that the task's owner wants it cancelled; the record as written.
+
+        From then on :meth:`claim` refuses to start it, whatever order the cancel and the task's
+        own messages arrive in. :class:`ConditionLost` if the task has ended (or is absent).
+        Repeating it keeps the first request's time.
+        """
+        values: Item = {":now": {"S": now_iso()}}
+        ended = []
+        for i, status in enumerate(sorted(TERMINAL)):
+            values[f":ended{i}"] = {"S": str(status)}
+            ended.append(f":ended{i}")
+        return self._update(
+            task_id,
+            "SET #cancel = if_not_exists(#cancel, :now)",
+            f"attribute_exists(task_id) AND NOT (#status IN ({', '.join(ended)}))",
+            {"#cancel": CANCEL_ATTRIBUTE, "#status": "status"},
+            values,
+            f"task {task_id} has ended",
+        )
 
     def report_progress(self, task: Task, progress: Progress) -> Task:
         """Record progress of the running attempt; never lets it go backwards."""

@@ -87,6 +87,10 @@ class Task:
     finished_at: str | None = None
     retry_at: str | None = None
     """When a ``retrying`` task's next attempt is due."""
+    run_at: str | None = None
+    """When a task submitted with ``delay_seconds`` is to start; ``None`` means at once."""
+    cancel_requested_at: str | None = None
+    """When its owner asked for it to be cancelled: from then on no attempt may start."""
 
     def with_status(self, status: Status, **changes: Any) -> Task:
         """A copy in ``status`` with ``changes`` applied and ``updated_at`` set to now."""
@@ -115,6 +119,10 @@ class Task:
             data["error"] = self.error.to_json()
         if self.retry_at is not None:
             data["retry_at"] = self.retry_at
+        if self.run_at is not None:
+            data["run_at"] = self.run_at
+        if self.cancel_requested_at is not None:
+            data["cancel_requested_at"] = self.cancel_requested_at
         return data
 
     def to_item(self) -> Item:
@@ -146,6 +154,10 @@ class Task:
             item["finished_at"] = {"S": self.finished_at}
         if self.retry_at is not None:
             item["retry_at"] = {"S": self.retry_at}
+        if self.run_at is not None:
+            item["run_at"] = {"S": self.run_at}
+        if self.cancel_requested_at is not None:
+            item["cancel_requested_at"] = {"S": self.cancel_requested_at}
         return item
 
     @classmethod
@@ -181,4 +193,6 @@ class Task:
             started_at=s("started_at"),
             finished_at=s("finished_at"),
             retry_at=s("retry_at"),
+            run_at=s("run_at"),
+            cancel_requested_at=s("cancel_requested_at"),
         )

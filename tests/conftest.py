@@ -104,7 +104,10 @@ async def amqp(config: Config) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
         channel = await connection.channel()
         await broker.declare_topology(channel, config.names)
         yield channel
-        await broker.delete_topology(channel, config.names)
+    # On a connection of its own: the test may have restarted the broker under the first.
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        await broker.delete_topology(await connection.channel(), config.names)
 
 
 async def drain(

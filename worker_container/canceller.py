@@ -8,6 +8,10 @@
   ends its work horse, and the task is marked ``cancelled`` here.
 - ended: nothing; a cancel after the end is a no-op.
 
+The edge records the request on the task (``cancel_requested_at``) before it publishes it, and
+no attempt is claimed after that. A task whose submit message overtakes its cancel message is
+therefore refused by the relay's claim and cancelled there, never started.
+
 Every write is fenced like any other, so a cancel racing the task's own progress can neither
 resurrect it nor end it twice.
 """
@@ -87,6 +91,16 @@ class Canceller:
                 )
         if self._cancel(task):
             self._delete_job(task_id)
+
+    def cancel_if_requested(self, task: Task) -> bool:
+        """Cancel ``task`` now if its owner asked and it is still waiting to run.
+
+        For whoever a claim just refused because of the request (the relay, a job): the task
+        ends here even if the control message is late or lost. True if it is cancelled.
+        """
+        if task.cancel_requested_at is None or task.status not in WAITING:
+            return False
+        return self._cancel(task)
 
     def _cancel(self, task: Task) -> bool:
         try:

@@ -9,26 +9,77 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from rq import get_current_job
+from rq import Retry, get_current_job
+from rq.exceptions import DuplicateJobError
 from rq.timeouts import JobTimeoutException
 
-from taskcore.catalogue import MAX_PAYLOAD_BYTES
-from taskcore.clock import iso, now_iso
+from taskcore import backoff
+from taskcore.catalogue import CATALOGUE, MAX_PAYLOAD_BYTES
+from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
 from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
 
 from . import services
+from .canceller import Canceller
 from .context import TaskCancelled, TaskContext
 from .handlers import HANDLERS, HandlerError
+from .heartbeat import Heartbeat
+from .services import Services
 
 log = logging.getLogger(__name__)
 
 RUNNABLE = frozenset({Status.QUEUED, Status.RETRYING})
+RESULT_TTL_S = 3600
+"""How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
+
+
+def start_time(task: Task) -> datetime | None:
+    """When the task's next attempt is due, if that is later than now."""
+    due = task.retry_at if task.status is Status.RETRYING else task.run_at
+    if due is None or parse_iso(due) <= time.time():
+        return None
+    # RQ's scheduler keeps whole seconds, dropping the fraction: round up, never start early.
+    return datetime.fromtimestamp(math.ceil(parse_iso(due)), UTC)
+
+
+def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
+    """Make sure an RQ job will run the task's next attempt, now or ``at``; ``False`` if the
+    task's job exists already.
+
+    The job id is the task id and the enqueue is ``unique``, so however many callers (relay,
+    redelivered message, sweeper) make sure at once, one job exists. Its ``Retry`` covers the
+    attempts left after this one, with the delays the task's type gives those attempts.
+    """
+    retries = task.max_attempts - task.attempt - 1
+    retry = None
+    if retries > 0:
+        kind = CATALOGUE[task.type]
+        delays = backoff.intervals(task.max_attempts - 1, kind.retry_base_s, kind.retry_cap_s)
+        retry = Retry(max=retries, interval=delays[-retries:])
+    queue = svc.queues[task.priority]
+    options: dict[str, Any] = {
+        "job_id": task.task_id,
+        "unique": True,
+        "job_timeout": task.timeout_s,
+        "result_ttl": RESULT_TTL_S,
+        "retry": retry,
+        "description": f"{task.type} {task.task_id}",
+    }
+    try:
+        if at is None:
+            queue.enqueue(run_task, task.task_id, **options)
+        else:
+            queue.enqueue_at(at, run_task, task.task_id, **options)
+    except DuplicateJobError:
+        return False
+    return True
 
 
 def run_task(task_id: str) -> None:
@@ -38,21 +89,35 @@ def run_task(task_id: str) -> None:
         task = svc.store.claim(task_id, RUNNABLE, Status.RUNNING, start_attempt=True)
     except ConditionLost:
         current = svc.store.get(task_id)
+        if current is not None and Canceller(svc).cancel_if_requested(current):
+            log.info(
+                "task %s: cancelled before attempt %d could start", task_id, current.attempt + 1
+            )
+            return
         found = "no record" if current is None else f"it is {current.status}"
         log.warning(
             "task %s: not waiting to run (%s); a duplicate or stale job, dropped", task_id, found
         )
         return
-    svc.events.append(Event.status_of(task))
-    log.info(
-        "task %s (%s) attempt %d started [trace %s]",
-        task_id,
-        task.type,
-        task.attempt,
-        task.trace_id,
+    # From the claim to the attempt's last write, its heartbeat tells the sweeper it is alive.
+    heartbeat = Heartbeat(
+        svc.redis, svc.config.names.heartbeat(task_id), task.attempt, svc.config.heartbeat_ttl_s
     )
+    with heartbeat:
+        svc.events.append(Event.status_of(task))
+        log.info(
+            "task %s (%s) attempt %d started [trace %s]",
+            task_id,
+            task.type,
+            task.attempt,
+            task.trace_id,
+        )
+        _attempt(TaskContext(task, svc))
 
-    ctx = TaskContext(task, svc)
+
+def _attempt(ctx: TaskContext) -> None:
+    """Run the handler, then write how the attempt ended: retry, or a final status."""
+    task = ctx.task
     outcome: Status
     changes: dict[str, Any]
     try:
@@ -68,7 +133,7 @@ def run_task(task_id: str) -> None:
     except HandlerError as exc:
         outcome, changes = Status.FAILED, _failure("HandlerError", str(exc))
     except Exception as exc:
-        log.warning("task %s: handler raised", task_id, exc_info=True)
+        log.warning("task %s: handler raised", task.task_id, exc_info=True)
         outcome, changes = Status.FAILED, _failure(type(exc).__name__, str(exc))
     else:
         outcome = Status.SUCCEEDED

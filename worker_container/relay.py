@@ -20,11 +20,8 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
-from rq import Retry
-from rq.exceptions import DuplicateJobError
 
-from taskcore import backoff, logs
-from taskcore.catalogue import CATALOGUE
+from taskcore import logs
 from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
@@ -33,9 +30,10 @@ from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
+from . import failpoint
 from .canceller import Canceller
 from .handlers import HANDLERS
-from .job import run_task
+from .job import enqueue, start_time
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -43,8 +41,6 @@ log = logging.getLogger(__name__)
 REASON_HEADER = "x-taskcast-reason"
 PENDING = frozenset({Status.PENDING})
 Handle = Callable[[AbstractIncomingMessage], Awaitable[None]]
-RESULT_TTL_S = 3600
-"""How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +58,7 @@ class Relay:
 
     def __init__(self, svc: Services) -> None:
         self._svc = svc
+        self._canceller = Canceller(svc)
 
     def relay(self, body: bytes) -> Outcome:
         try:
@@ -87,7 +84,9 @@ class Relay:
             if task.type not in HANDLERS:
                 self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
                 return Outcome(f"unknown task type {task.type!r}")
-        if task.status is Status.QUEUED:
+        if self._canceller.cancel_if_requested(task):
+            log.info("task %s: cancelled before it was queued", task.task_id)
+        elif task.status is Status.QUEUED:
             self._enqueue(task)
         else:
             log.info(
@@ -96,25 +95,7 @@ class Relay:
         return ACK
 
     def _enqueue(self, task: Task) -> None:
-        retry = None
-        if task.max_attempts > 1:
-            kind = CATALOGUE[task.type]
-            delays = backoff.intervals(task.max_attempts - 1, kind.retry_base_s, kind.retry_cap_s)
-            retry = Retry(max=task.max_attempts - 1, interval=delays)
-        try:
-            self._svc.queues[task.priority].enqueue(
-                run_task,
-                task.task_id,
-                job_id=task.task_id,
-                unique=True,
-                job_timeout=task.timeout_s,
-                result_ttl=RESULT_TTL_S,
-                retry=retry,
-                description=f"{task.type} {task.task_id}",
-            )
-        except DuplicateJobError:
-            log.info("task %s: RQ job exists already", task.task_id)
-        else:
+        if enqueue(self._svc, task, at=start_time(task)):
             log.info(
                 "task %s (%s) queued on %s [trace %s]",
                 task.task_id,
@@ -122,6 +103,8 @@ class Relay:
                 task.priority,
                 task.trace_id,
             )
+        else:
+            log.info("task %s: RQ job exists already", task.task_id)
 
     def _fail(self, task: Task, error: TaskError) -> None:
         if task.status.is_terminal:
@@ -237,6 +220,7 @@ class RelayService:
             return
         if outcome.dead_reason is not None:
             await self._dead_letter(message, outcome.dead_reason)
+        failpoint.hit("relay.before_ack")
         await message.ack()
 
 

@@ -13,6 +13,8 @@ from . import services
 
 log = logging.getLogger(__name__)
 
+MAINTENANCE_INTERVAL_S = 60
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +24,14 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup()
     # Build the clients before RQ forks a work horse per job, so each job inherits them.
     svc = services.current()
-    worker = Worker(svc.config.names.rq_queues, connection=svc.redis, name=args.name)
+    worker = Worker(
+        svc.config.names.rq_queues,
+        connection=svc.redis,
+        name=args.name,
+        # Also how often a worker bids for the scheduler lock when its holder died (RQ's
+        # default is 10 min); the sweeper covers the gap, this makes it shorter.
+        maintenance_interval=MAINTENANCE_INTERVAL_S,
+    )
     log.info("worker %s serving %s", worker.name, ", ".join(svc.config.names.rq_queues))
     worker.work(
         burst=args.burst,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import Response
 
 from taskcore.errors import PayloadTooLarge, TaskNotFound, ValidationError
@@ -91,18 +92,53 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             return Unprocessable(exc.message, field=exc.field).response()
         except TaskNotFound as exc:
             return NotFound(str(exc)).response()
-        except Exception:
-            log.exception(
-                "unexpected error in %s (task %s)", view.__name__, kwargs.get("task_id", "-")
+        except (BotoCoreError, ClientError) as exc:
+            if not _unavailable(exc):
+                return _internal(view.__name__, kwargs, exc)
+            log.warning(
+                "AWS unavailable in %s (task %s): %s",
+                view.__name__,
+                kwargs.get("task_id", "-"),
+                exc,
+                exc_info=True,
             )
-            return Response(
-                {
-                    "error": {
-                        "code": "internal",
-                        "message": "an internal error occurred; it has been logged",
-                    }
-                },
-                status_code=500,
-            )
+            return Unavailable(
+                "the task store is unavailable; try again", headers={"Retry-After": "5"}
+            ).response()
+        except Exception as exc:
+            return _internal(view.__name__, kwargs, exc)
 
     return wrapped
+
+
+# DynamoDB's answers that mean "not now" rather than "never".
+_TRANSIENT = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _unavailable(exc: BotoCoreError | ClientError) -> bool:
+    """Whether an AWS error is the backend being down or busy (a 503), not a bug (a 500)."""
+    if isinstance(exc, BotoCoreError):
+        return True  # could not connect, timed out, ...
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return status >= 500 or exc.response.get("Error", {}).get("Code") in _TRANSIENT
+
+
+def _internal(view: str, kwargs: dict[str, Any], exc: BaseException) -> Response:
+    log.error("unexpected error in %s (task %s)", view, kwargs.get("task_id", "-"), exc_info=exc)
+    return Response(
+        {
+            "error": {
+                "code": "internal",
+                "message": "an internal error occurred; it has been logged",
+            }
+        },
+        status_code=500,
+    )

@@ -40,7 +40,7 @@ def _build() -> Services:
     dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
     return Services(
         config=config,
-        store=TaskStore(dynamodb, config.names.tasks_table),
+        store=TaskStore(dynamodb, config.names.tasks_table, config.names.idempotency_table),
         publisher=Publisher(config.rabbitmq, config.names),
     )
 

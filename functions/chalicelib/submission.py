@@ -15,7 +15,8 @@ from taskcore.task import Task, new_task_id, new_trace_id
 from .errors import BadRequest, TooLarge, Unprocessable, one_of
 
 MAX_BODY_BYTES = 128 * 1024
-FIELDS = frozenset({"type", "payload", "priority"})
+MAX_DELAY_S = 7 * 86400
+FIELDS = frozenset({"type", "payload", "priority", "delay_seconds"})
 
 
 def parse_body(raw: bytes | None) -> dict[str, Any]:
@@ -46,6 +47,11 @@ def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
     priority = (
         one_of(Priority, body["priority"], "priority") if "priority" in body else task_type.priority
     )
+    delay_s = body.get("delay_seconds", 0)
+    if not isinstance(delay_s, int) or isinstance(delay_s, bool) or not 0 <= delay_s <= MAX_DELAY_S:
+        raise Unprocessable(
+            f"delay_seconds must be a whole number from 0 to {MAX_DELAY_S}", field="delay_seconds"
+        )
     now = time.time()
     created = iso(now)
     return Task(
@@ -61,4 +67,5 @@ def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
         updated_at=created,
         expires_at=int(now) + task_ttl_s,
         trace_id=new_trace_id(),
+        run_at=iso(now + delay_s) if delay_s else None,
     )

@@ -16,13 +16,19 @@ pytestmark = pytest.mark.e2e
 
 
 def taskcast(stack: Stack, *args: str, key: str = "dev-key") -> subprocess.CompletedProcess[str]:
+    """Run the command as a user would; the broker's address too, for ``taskcast dlq``."""
     command = Path(sys.executable).with_name("taskcast")
     return subprocess.run(
         [str(command), "--url", stack.edge_url, "--api-key", key, *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
+        env={
+            **os.environ,
+            "COLUMNS": "200",
+            "TASKCAST_RABBITMQ_URL": stack.env["TASKCAST_RABBITMQ_URL"],
+            "TASKCAST_NAMESPACE": stack.config.namespace,
+        },
     )
 
 

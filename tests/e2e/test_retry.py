@@ -56,3 +56,17 @@ async def test_a_task_that_keeps_failing_fails_after_its_last_attempt(shared_sta
         "type": "HandlerError",
         "message": "attempt 3 fails on purpose (5 will)",
     }
+
+
+async def test_a_delayed_task_waits_queued_until_its_run_at_then_runs(shared_stack: Stack) -> None:
+    with Client(shared_stack.edge_url, "dev-key") as client:
+        sub = client.submit("demo.noop", delay_seconds=2)
+        run_at = sub.task["run_at"]
+        updates = [u async for u in client.watch(sub.task_id, sub.watch)]
+        record = client.get(sub.task_id)
+
+    queued = [u.data["event"] for u in updates if u.op == "event" and u.status == "queued"]
+    assert [e.get("run_at") for e in queued] in ([run_at], [])  # [] if it came before the watcher
+    assert updates[-1].status == "succeeded"
+    assert record["started_at"] >= run_at
+    assert "run_at" in record

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskcore import token
+from taskcore.clock import parse_iso
 from taskcore.config import Config
+from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
@@ -192,18 +196,149 @@ def test_another_owners_cursor_is_refused(edge: Client) -> None:
     assert edge.http.get(f"/tasks?cursor={cursor}", headers=ALICE).status_code == 422
 
 
-async def test_when_the_broker_refuses_the_answer_is_503_and_the_task_says_failed(
+async def test_when_the_broker_refuses_the_task_is_still_accepted_and_left_pending(
     edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
 ) -> None:
     await amqp.exchange_delete(config.names.exchange)  # nothing to publish to
 
     response = submit(edge, {"type": "demo.noop"})
 
+    # The record is written: the sweeper publishes it later (tests/integration/test_sweeper.py).
+    assert response.status_code == 202
+    (item,) = aws.scan(TableName=config.names.tasks_table)["Items"]
+    assert item["status"]["S"] == "pending"
+
+
+async def test_a_repeated_request_with_one_idempotency_key_makes_one_task_and_one_message(
+    edge: Client, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    keyed = {**ALICE, "Idempotency-Key": "order-42"}
+    first = submit(edge, {"type": "demo.sleep", "payload": {"seconds": 2}}, keyed)
+    # The same JSON written differently is the same request.
+    again = submit(edge, '{ "payload": {"seconds": 2},  "type": "demo.sleep" }', keyed)
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    task_id = json.loads(first.body)["task"]["task_id"]
+    assert json.loads(again.body)["task"]["task_id"] == task_id
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert json.loads(again.body)["watch"]["token"]
+    messages = await drain(await amqp.get_queue(config.names.tasks_queue), timeout_s=0.5)
+    assert [Submitted.decode(m.body).task_id for m in messages] == [task_id]
+
+
+def test_an_idempotency_key_reused_for_another_body_is_422_and_makes_nothing(
+    edge: Client, aws: Any, config: Config
+) -> None:
+    keyed = {**ALICE, "Idempotency-Key": "order-43"}
+    assert submit(edge, {"type": "demo.sleep", "payload": {"seconds": 2}}, keyed).status_code == 202
+
+    response = submit(edge, {"type": "demo.sleep", "payload": {"seconds": 3}}, keyed)
+
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "Idempotency-Key"
+    assert len(aws.scan(TableName=config.names.tasks_table)["Items"]) == 1
+
+
+async def test_a_key_whose_first_request_died_before_writing_its_task_is_taken_over(
+    edge: Client, aws: Any, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    body = {"type": "demo.noop"}
+    orphan = str(uuid.uuid4())
+    # What a request leaves behind if it dies between claiming the key and writing the task.
+    aws.put_item(
+        TableName=config.names.idempotency_table,
+        Item=IdempotencyKey.parse("alice", "crashed", body, 3600).to_item(orphan),
+    )
+
+    response = submit(edge, body, {**ALICE, "Idempotency-Key": "crashed"})
+
+    assert response.status_code == 202
+    assert "Idempotent-Replayed" not in response.headers
+    assert json.loads(response.body)["task"]["task_id"] == orphan
+    (message,) = await drain(await amqp.get_queue(config.names.tasks_queue))
+    assert Submitted.decode(message.body).task_id == orphan
+
+
+def test_idempotency_keys_are_per_owner(edge: Client) -> None:
+    body = {"type": "demo.noop"}
+    alice = submit(edge, body, {**ALICE, "Idempotency-Key": "same"})
+    bob = submit(edge, body, {**BOB, "Idempotency-Key": "same"})
+
+    assert (alice.status_code, bob.status_code) == (202, 202)
+    assert json.loads(alice.body)["task"]["task_id"] != json.loads(bob.body)["task"]["task_id"]
+    assert "Idempotent-Replayed" not in bob.headers
+
+
+def test_an_expired_idempotency_key_makes_a_new_task(
+    edge: Client, aws: Any, config: Config
+) -> None:
+    keyed = {**ALICE, "Idempotency-Key": "old"}
+    first = json.loads(submit(edge, {"type": "demo.noop"}, keyed).body)["task"]["task_id"]
+    # DynamoDB deletes expired items only eventually: one still there must count as free.
+    aws.update_item(
+        TableName=config.names.idempotency_table,
+        Key={"pk": {"S": "alice#old"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+
+    response = submit(edge, {"type": "demo.noop"}, keyed)
+
+    assert "Idempotent-Replayed" not in response.headers
+    assert json.loads(response.body)["task"]["task_id"] != first
+
+
+def test_a_delayed_task_says_when_it_will_start(edge: Client) -> None:
+    response = submit(edge, {"type": "demo.noop", "delay_seconds": 90})
+
+    assert response.status_code == 202
+    task = json.loads(response.body)["task"]
+    assert task["status"] == "pending"
+    start = parse_iso(task["run_at"]) - parse_iso(task["created_at"])
+    assert abs(start - 90) < 0.01
+
+
+@pytest.mark.parametrize("delay", [-1, 1.5, "10", True, 7 * 86400 + 1])
+def test_a_bad_delay_is_422(edge: Client, delay: Any) -> None:
+    response = submit(edge, {"type": "demo.noop", "delay_seconds": delay})
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "delay_seconds"
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 256, "ключ"])
+def test_a_malformed_idempotency_key_is_422(edge: Client, key: str) -> None:
+    response = submit(edge, {"type": "demo.noop"}, {**ALICE, "Idempotency-Key": key})
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        EndpointConnectionError(endpoint_url="http://dynamodb"),
+        ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "PutItem",
+        ),
+    ],
+    ids=["unreachable", "throttled"],
+)
+def test_when_dynamodb_is_down_or_throttling_the_answer_is_503_not_500(
+    edge: Client, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    from chalicelib import services
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(services.current().store, "create", fail)
+
+    response = submit(edge, {"type": "demo.noop"})
+
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
-    (item,) = aws.scan(TableName=config.names.tasks_table)["Items"]
-    assert item["status"]["S"] == "failed"
-    assert json.loads(item["error"]["S"])["type"] == "not_published"
+    assert error_of(response)["code"] == "unavailable"
 
 
 def test_the_catalogue_is_listed(edge: Client) -> None:

@@ -10,6 +10,7 @@ import redis
 from rq.job import Job
 
 from taskcore.config import Config
+from taskcore.errors import ConditionLost
 from taskcore.message import Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
@@ -75,6 +76,47 @@ def test_a_cancelled_queued_task_loses_its_job_and_a_late_job_does_nothing(
         Status.QUEUED,
         Status.CANCELLED,
     ]
+
+
+def test_a_task_whose_cancel_was_recorded_is_cancelled_by_the_relay_not_queued(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    """The submit message overtook the cancel message: the record's request decides."""
+    task = make_task()
+    store.create(task)
+    store.request_cancel(task.task_id)
+
+    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+
+    final = store.get(task.task_id)
+    assert final is not None
+    assert final.status is Status.CANCELLED
+    assert not Job.exists(task.task_id, connection=svc.redis)
+    assert [e.status for e in logged_events(redis_client, config.names, task.task_id)] == [
+        Status.CANCELLED
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", [(Status.QUEUED,), (Status.QUEUED, Status.RUNNING, Status.RETRYING)]
+)
+def test_a_job_whose_task_has_a_cancel_recorded_cancels_it_and_never_starts_it(
+    svc: services.Services, store: TaskStore, path: tuple[Status, ...]
+) -> None:
+    task = created(store, *path)
+    store.request_cancel(task.task_id)
+
+    run_task(task.task_id)
+
+    final = store.get(task.task_id)
+    assert final is not None
+    assert (final.status, final.attempt) == (Status.CANCELLED, task.attempt)
+
+
+def test_a_cancel_cannot_be_recorded_on_an_ended_task(store: TaskStore) -> None:
+    task = created(store, Status.QUEUED, Status.RUNNING, Status.SUCCEEDED)
+    with pytest.raises(ConditionLost):
+        store.request_cancel(task.task_id)
 
 
 def test_a_submit_that_arrives_after_the_cancel_is_acked_and_not_queued(

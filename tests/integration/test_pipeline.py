@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
+from taskcore.clock import iso
 from taskcore.config import Config
 from taskcore.event import EventKind
 from taskcore.message import Submitted
@@ -120,6 +122,22 @@ def test_a_message_delivered_twice_queues_the_task_once(
 
     assert rq_queue_length(svc) == 1
     assert len(logged_events(redis_client, config.names, task.task_id)) == 1
+
+
+def test_a_delayed_task_is_queued_now_and_scheduled_to_start_at_its_run_at(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    run_at = time.time() + 120
+    task = make_task(run_at=iso(run_at))
+    store.create(task)
+
+    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+
+    assert rq_queue_length(svc) == 0  # not runnable yet
+    registry = svc.queues[task.priority].scheduled_job_registry
+    assert abs(registry.get_scheduled_time(task.task_id).timestamp() - run_at) < 1.5
+    (event,) = logged_events(redis_client, config.names, task.task_id)
+    assert (event.status, event.run_at) == (Status.QUEUED, iso(run_at))
 
 
 def test_a_message_that_disagrees_with_its_record_is_dead_lettered_and_the_record_left_alone(

@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,6 +115,10 @@ async def running_world(
 async def world(aws: Any, redis_client: redis.Redis, config: Config) -> AsyncIterator[World]:
     async with running_world(aws, redis_client, config) as running:
         yield running
+
+
+SEND_BUFFER_MAX = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+"""The most the kernel may buffer for one TCP socket's sends (it autotunes up to this)."""
 
 
 async def receive(ws: ClientConnection, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -377,63 +382,77 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_resumes_while
         slow_task = world.move(slow_task, Status.RUNNING, attempt=1)
         busy_task = world.move(world.create(), Status.QUEUED)
         busy_task = world.move(busy_task, Status.RUNNING, attempt=1)
-        # max_queue=1: the slow client's library stops reading from the socket almost at once.
-        slow = await connect(world.url, max_queue=1)
-        await slow.send(
-            json.dumps(
-                {
-                    "op": "subscribe",
-                    "task_id": slow_task.task_id,
-                    "token": world.token(slow_task),
-                    "cursor": None,
-                }
+        # max_queue=1: the slow client's library stops reading from the socket almost at once;
+        # a small fixed receive buffer (no autotuning, which goes up to 32 MiB on loopback)
+        # keeps its kernel from absorbing what the server sends meanwhile; and no compression,
+        # which would shrink the repetitive events below anything a buffer could notice.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.setblocking(False)
+        host, port = world.url.removeprefix("ws://").split(":")
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        async with connect(world.url, max_queue=1, sock=sock, compression=None) as slow:
+            await slow.send(
+                json.dumps(
+                    {
+                        "op": "subscribe",
+                        "task_id": slow_task.task_id,
+                        "token": world.token(slow_task),
+                        "cursor": None,
+                    }
+                )
             )
-        )
-        fast = await world.subscribe(busy_task)
-        await receive(fast)
+            fast = await world.subscribe(busy_task)
+            await receive(fast)
 
-        received: list[int] = []
+            received: list[int] = []
 
-        async def read_fast() -> None:
-            while True:
-                message = await receive(fast)
-                if message["op"] == "end":
-                    return
-                received.append(message["event"]["seq"])
+            async def read_fast() -> None:
+                while True:
+                    message = await receive(fast)
+                    if message["op"] == "end":
+                        return
+                    received.append(message["event"]["seq"])
 
-        reading = asyncio.create_task(read_fast())
-        # Big events fill the slow client's socket buffers; fewer than the log keeps (MAX_EVENTS),
-        # so the slow client can resume from its cursor afterwards.
-        padding = "x" * 3000
-        count = 900
+            reading = asyncio.create_task(read_fast())
+            # Fewer events than the log keeps (MAX_EVENTS), so the slow client can resume from its
+            # cursor afterwards, but together twice what the kernel may buffer for the server's socket
+            # (tcp_wmem's maximum, to which it autotunes): the server's sends must block, whatever
+            # the kernel's mood, and its queue for the slow client overflow.
+            count = 900
+            padding = "x" * (2 * SEND_BUFFER_MAX // count)
 
-        def publish() -> None:  # from a thread, as a worker would from its own process
-            for n in range(1, count + 1):
-                slow_progress = replace(slow_task, progress=Progress(n / 10, padding))
-                world.events.append(Event.progress_of(slow_progress))
-                if n % 10 == 0:
-                    busy_progress = replace(busy_task, progress=Progress(n / 10, ""))
-                    world.events.append(Event.progress_of(busy_progress))
-            world.move(busy_task, Status.SUCCEEDED)
+            def publish() -> None:  # from a thread, as a worker would from its own process
+                for n in range(1, count + 1):
+                    slow_progress = replace(slow_task, progress=Progress(n / 10, padding))
+                    world.events.append(Event.progress_of(slow_progress))
+                    if n % 10 == 0:
+                        busy_progress = replace(busy_task, progress=Progress(n / 10, ""))
+                        world.events.append(Event.progress_of(busy_progress))
+                world.move(busy_task, Status.SUCCEEDED)
 
-        await asyncio.to_thread(publish)
-        await asyncio.wait_for(reading, 30)
-        assert received == list(range(3, 3 + count // 10 + 1))  # every event, in order, none lost
+            await asyncio.to_thread(publish)
+            await asyncio.wait_for(reading, 30)
+            assert received == list(
+                range(3, 3 + count // 10 + 1)
+            )  # every event, in order, none lost
 
-        seen, code = await receive_until_closed(slow)
-        assert code == 1013
-        events = [m["event"] for m in seen if m["op"] == "event"]
-        assert [e["seq"] for e in events] == list(range(3, 3 + len(events)))
-        assert len(events) < count
+            seen, code = await receive_until_closed(slow)
+            assert code == 1013
+            events = [m["event"] for m in seen if m["op"] == "event"]
+            assert [e["seq"] for e in events] == list(range(3, 3 + len(events)))
+            assert len(events) < count
 
-        last = events[-1]
-        resumed = await world.subscribe(slow_task, {"epoch": last["epoch"], "seq": last["seq"]})
-        assert (await receive(resumed))["resumed"] is True
-        world.move(slow_task, Status.SUCCEEDED)
-        rest = [m["event"]["seq"] for m in await receive_until_end(resumed) if m["op"] == "event"]
-        assert rest == list(range(last["seq"] + 1, 3 + count + 1))
-        await resumed.close()
-        await fast.close()
+            last = events[-1]
+            resumed = await world.subscribe(slow_task, {"epoch": last["epoch"], "seq": last["seq"]})
+            assert (await receive(resumed))["resumed"] is True
+            world.move(slow_task, Status.SUCCEEDED)
+            rest = [
+                m["event"]["seq"] for m in await receive_until_end(resumed) if m["op"] == "event"
+            ]
+            assert rest == list(range(last["seq"] + 1, 3 + count + 1))
+            await resumed.close()
+            await fast.close()
 
 
 async def test_a_connection_that_floods_subscribes_is_closed(

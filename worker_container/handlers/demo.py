@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
 
 from ..context import TaskContext
 from . import HandlerError, handler
+
+LEDGER = os.environ.get("TASKCAST_DEMO_LEDGER")
+"""A file to which the demo handlers append ``task_id attempt`` when an attempt succeeds: the
+side effect that the chaos tests count to prove no task ran twice (read once, at start-up)."""
+
+
+def _record(ctx: TaskContext) -> None:
+    if LEDGER:
+        # One short write with O_APPEND: whole lines, however many workers append at once.
+        with open(LEDGER, "a") as ledger:
+            ledger.write(f"{ctx.task_id} {ctx.attempt}\n")
 
 
 @handler("demo.sleep")
@@ -29,6 +41,7 @@ def sleep(ctx: TaskContext) -> dict[str, Any]:
         ctx.progress(100 * step / steps, f"step {step} of {steps}")
     if random.random() < float(ctx.payload.get("fail_rate", 0.1)):
         raise HandlerError(f"simulated failure after {seconds:.2f} s")
+    _record(ctx)
     return {"slept_s": round(seconds, 3)}
 
 
@@ -39,9 +52,10 @@ def flaky(ctx: TaskContext) -> dict[str, Any]:
     failures = int(ctx.payload.get("failures", 1))
     if ctx.attempt <= failures:
         raise HandlerError(f"attempt {ctx.attempt} fails on purpose ({failures} will)")
+    _record(ctx)
     return {"attempts": ctx.attempt}
 
 
 @handler("demo.noop")
 def noop(ctx: TaskContext) -> None:
-    return None
+    _record(ctx)

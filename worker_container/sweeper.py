@@ -1,0 +1,316 @@
+"""The sweeper: finds tasks that a fault left stranded and puts them back on their way.
+
+The task table is the source of truth; RabbitMQ and Redis only carry tasks. Each pass reads the
+live tasks by status and repairs what the carriers lost:
+
+- ``pending`` for longer than ``TASKCAST_SWEEP_AFTER``: the edge wrote the record but its message
+  never reached the relay (the broker refused, or the edge died in between). Published again.
+- ``queued`` or ``retrying`` with no live RQ job: Redis lost it (a flush, a failover without
+  persistence) or the job failed before it could claim the task. Enqueued again.
+- ``queued`` or ``retrying`` with a scheduled job overdue by ``TASKCAST_SWEEP_AFTER``: no RQ
+  scheduler is running. RQ's scheduler is one worker's, under a lock that outlives a SIGKILLed
+  holder by a minute, and the other workers contend for it only every maintenance interval.
+  Moved to its queue.
+- ``running`` with no heartbeat for ``TASKCAST_HEARTBEAT_TTL``: its worker is gone (SIGKILL, lost
+  host). Retried like a failed attempt, with error kind ``lost``, or ``failed`` if it has no
+  attempt left.
+
+Every repair is one of the pipeline's own idempotent steps (a duplicate message, a ``unique``
+enqueue, a fenced transition), so a repair that races the normal path, or another sweeper,
+does no harm. Still, a Redis lease elects one copy at a time to do the work, so any number of
+copies can run for availability without repeating each other's reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+
+import aio_pika
+from prometheus_client import Counter, start_http_server
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from taskcore import backoff, logs
+from taskcore.catalogue import CATALOGUE
+from taskcore.clock import iso, now_iso, parse_iso
+from taskcore.config import Config
+from taskcore.errors import ConditionLost
+from taskcore.event import Event
+from taskcore.message import CONTENT_TYPE, Submitted
+from taskcore.names import Names
+from taskcore.status import Status
+from taskcore.task import Task, TaskError
+
+from .job import enqueue, start_time
+from .lease import Lease
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+REPAIRS = Counter("taskcast_sweeper_repairs", "Tasks the sweeper repaired, by repair", ["repair"])
+ALIVE_JOB = frozenset(
+    {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+)
+
+
+@dataclass
+class Repairs:
+    """What one pass repaired."""
+
+    republished: int = 0
+    """``pending`` tasks published again."""
+    requeued: int = 0
+    """``queued`` or ``retrying`` tasks whose RQ job was gone, enqueued again."""
+    promoted: int = 0
+    """Scheduled jobs long overdue (no RQ scheduler running), moved to their queue."""
+    recovered: int = 0
+    """``running`` tasks whose worker was gone, moved to ``retrying`` (or ``cancelled``, if
+    their owner had asked)."""
+    lost: int = 0
+    """``running`` tasks whose worker was gone on their last attempt, ``failed`` (``lost``)."""
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+class Sweeper:
+    """One pass of repairs at a time (synchronous; :class:`SweeperService` runs it in a thread).
+
+    It remembers, between passes, since when each running attempt has been silent and when it
+    last republished each pending task, so the repair of either waits a whole period.
+    """
+
+    def __init__(self, svc: Services, publish: Callable[[Submitted], None]) -> None:
+        self._svc = svc
+        self._publish = publish
+        self._silent_since: dict[tuple[str, int], float] = {}
+        self._published_at: dict[str, float] = {}
+
+    def sweep(self) -> Repairs:
+        repairs = Repairs()
+        now = time.time()
+        stale = now - self._svc.config.stale_after_s
+        store = self._svc.store
+        published_at = self._published_at
+        self._published_at = {}
+        for task in store.iter_by_status(Status.PENDING):
+            last = published_at.get(task.task_id, parse_iso(task.updated_at))
+            if last > stale:
+                self._published_at[task.task_id] = last
+                continue
+            self._republish(task, repairs)
+        for status in (Status.QUEUED, Status.RETRYING):
+            for task in store.iter_by_status(status):
+                if parse_iso(task.updated_at) > stale:
+                    continue
+                job = self._job(task.task_id)
+                if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
+                    self._requeue(task, repairs)
+                elif job.get_status(refresh=False) is JobStatus.SCHEDULED:
+                    self._promote_if_overdue(task, job, stale, repairs)
+        silent_since = self._silent_since
+        self._silent_since = {}
+        for task in store.iter_by_status(Status.RUNNING):
+            if self._svc.redis.exists(self._svc.config.names.heartbeat(task.task_id)):
+                continue
+            attempt = (task.task_id, task.attempt)
+            since = silent_since.get(attempt, time.monotonic())
+            if time.monotonic() - since < self._svc.config.heartbeat_ttl_s:
+                self._silent_since[attempt] = since
+                continue
+            self._recover(task, repairs)
+        for name, count in repairs.items():
+            if count:
+                REPAIRS.labels(name).inc(count)
+        return repairs
+
+    def _republish(self, task: Task, repairs: Repairs) -> None:
+        try:
+            self._publish(Submitted(task.task_id, task.type, task.trace_id))
+        except Exception:
+            log.warning("task %s: still pending and not republished", task.task_id, exc_info=True)
+            return
+        self._published_at[task.task_id] = time.time()
+        repairs.republished += 1
+        log.warning(
+            "task %s: pending since %s; published again [trace %s]",
+            task.task_id,
+            task.updated_at,
+            task.trace_id,
+        )
+
+    def _job(self, task_id: str) -> Job | None:
+        try:
+            return Job.fetch(task_id, connection=self._svc.redis)
+        except NoSuchJobError:
+            return None
+
+    def _promote_if_overdue(self, task: Task, job: Job, stale: float, repairs: Repairs) -> None:
+        queue = self._svc.queues[task.priority]
+        registry = queue.scheduled_job_registry
+        score = self._svc.redis.zscore(registry.key, job.id)
+        if score is None or score > stale:
+            return
+        # ZREM decides: only whoever removes it from the registry (us, or a scheduler that woke
+        # up meanwhile) enqueues it.
+        if registry.remove(job):
+            queue.enqueue_job(job)
+            repairs.promoted += 1
+            log.warning(
+                "task %s: its job was due at %s and no scheduler ran it; enqueued [trace %s]",
+                task.task_id,
+                iso(score),
+                task.trace_id,
+            )
+
+    def _drop_job(self, task_id: str) -> None:
+        """Delete what RQ holds of the task's job, so that a new one can take its id."""
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(task_id, connection=self._svc.redis).delete()
+
+    def _requeue(self, task: Task, repairs: Repairs) -> None:
+        self._drop_job(task.task_id)
+        if enqueue(self._svc, task, at=start_time(task)):
+            repairs.requeued += 1
+            log.warning(
+                "task %s: %s but its RQ job was gone; enqueued again [trace %s]",
+                task.task_id,
+                task.status,
+                task.trace_id,
+            )
+
+    def _recover(self, task: Task, repairs: Repairs) -> None:
+        error = TaskError(
+            "lost", f"the worker running attempt {task.attempt} stopped (no heartbeat)"
+        )
+        store, events = self._svc.store, self._svc.events
+        try:
+            if task.cancel_requested_at is not None:
+                # Its owner asked it to stop: the lost attempt ends it, as a failed one would.
+                moved = store.transition(task, Status.CANCELLED, finished_at=now_iso())
+            elif task.attempt < task.max_attempts:
+                kind = CATALOGUE[task.type]
+                delay_s = backoff.intervals(task.attempt, kind.retry_base_s, kind.retry_cap_s)[-1]
+                retry_at = time.time() + delay_s
+                moved = store.transition(task, Status.RETRYING, error=error, retry_at=iso(retry_at))
+            else:
+                moved = store.transition(task, Status.FAILED, error=error, finished_at=now_iso())
+        except ConditionLost:
+            return  # it moved on by itself after all: its worker was alive
+        events.append(Event.status_of(moved))
+        self._drop_job(task.task_id)
+        if moved.status is Status.RETRYING:
+            enqueue(self._svc, moved, at=datetime.fromtimestamp(retry_at, UTC))
+            repairs.recovered += 1
+            log.warning(
+                "task %s: worker of attempt %d gone; attempt %d in %d s [trace %s]",
+                task.task_id,
+                task.attempt,
+                task.attempt + 1,
+                delay_s,
+                task.trace_id,
+            )
+        elif moved.status is Status.CANCELLED:
+            repairs.recovered += 1
+            log.warning(
+                "task %s: worker gone while it was being cancelled; cancelled", task.task_id
+            )
+        else:
+            repairs.lost += 1
+            log.error(
+                "task %s: worker of its last attempt (%d) gone; failed [trace %s]",
+                task.task_id,
+                task.attempt,
+                task.trace_id,
+            )
+
+
+class SweeperService:
+    """Sweeps every ``TASKCAST_SWEEP_INTERVAL`` seconds while it holds the lease."""
+
+    def __init__(self, config: Config, svc: Services) -> None:
+        self._config = config
+        self._svc = svc
+
+    async def run(self, stop: asyncio.Event) -> None:
+        names = self._config.names
+        interval = self._config.sweep_interval_s
+        connection = await aio_pika.connect_robust(self._config.rabbitmq)
+        async with connection:
+            channel = await connection.channel(on_return_raises=True)  # with confirms
+            exchange = await channel.get_exchange(names.exchange, ensure=True)
+            loop = asyncio.get_running_loop()
+
+            def publish(message: Submitted) -> None:
+                sent = exchange.publish(
+                    aio_pika.Message(
+                        message.encode(),
+                        message_id=message.task_id,
+                        content_type=CONTENT_TYPE,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        headers={"trace_id": message.trace_id},
+                    ),
+                    routing_key=Names.submitted_key(message.type),
+                    mandatory=True,
+                    timeout=10,
+                )
+                asyncio.run_coroutine_threadsafe(sent, loop).result(timeout=15)
+
+            sweeper = Sweeper(self._svc, publish)
+            # Three missed passes before another copy takes over.
+            lease = Lease(self._svc.redis, names.sweeper_lease, ttl_s=3 * interval)
+            log.info("sweeper ready: every %d s, when it holds the lease", interval)
+            while not stop.is_set():
+                await self._pass(lease, sweeper)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(lease.release)
+        log.info("sweeper stopped")
+
+    async def _pass(self, lease: Lease, sweeper: Sweeper) -> None:
+        try:
+            if not await asyncio.to_thread(lease.hold):
+                return
+            started = time.monotonic()
+            repairs = await asyncio.to_thread(sweeper.sweep)
+        except Exception:
+            log.exception("sweep failed; trying again next interval")
+            return
+        summary = ", ".join(f"{name} {count}" for name, count in repairs.items())
+        took = time.monotonic() - started
+        if any(count for _, count in repairs.items()):
+            log.warning("sweep repaired: %s (%.1f s)", summary, took)
+        else:
+            log.debug("sweep found nothing to repair (%.1f s)", took)
+
+
+async def _serve(config: Config, metrics_port: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if metrics_port is not None:
+        start_http_server(metrics_port)
+    await SweeperService(config, Services.build(config)).run(stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="taskcast's sweeper (run as many as you like)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    args = parser.parse_args(argv)
+    logs.setup()
+    config = Config.from_env(need=("rabbitmq", "redis"))
+    asyncio.run(_serve(config, args.metrics_port))
+
+
+if __name__ == "__main__":
+    main()
