@@ -13,7 +13,7 @@ live tasks by status and repairs what the carriers lost:
   Moved to its queue.
 - ``running`` with no heartbeat for ``TASKCAST_HEARTBEAT_TTL``: its worker is gone (SIGKILL, lost
   host). Retried like a failed attempt, with error kind ``lost``, or ``failed`` if it has no
-  attempt left.
+  attempt left, or ``cancelled`` if its owner had asked.
 
 Every repair is one of the pipeline's own idempotent steps (a duplicate message, a ``unique``
 enqueue, a fenced transition), so a repair that races the normal path, or another sweeper,
