@@ -23,9 +23,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from taskcore.message import REASON_HEADER
 from taskcore.names import Names
 
-REASON_HEADER = "x-taskcast-reason"
 _DEATH_HEADERS = (
     "x-death",
     "x-first-death-reason",

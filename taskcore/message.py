@@ -15,6 +15,8 @@ from .errors import ValidationError
 
 MESSAGE_VERSION = 1
 CONTENT_TYPE = "application/json"
+REASON_HEADER = "x-taskcast-reason"
+"""Why the relay dead-lettered a message, in the header of its copy on the dead queue."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import CancelRequested, Submitted
+from taskcore.message import REASON_HEADER, CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
@@ -38,7 +38,6 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 
-REASON_HEADER = "x-taskcast-reason"
 PENDING = frozenset({Status.PENDING})
 Handle = Callable[[AbstractIncomingMessage], Awaitable[None]]
 

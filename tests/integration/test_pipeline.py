@@ -16,13 +16,13 @@ from rq import Queue, SimpleWorker
 from taskcore.clock import iso
 from taskcore.config import Config
 from taskcore.event import EventKind
-from taskcore.message import Submitted
+from taskcore.message import REASON_HEADER, Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from tests.conftest import drain
 from worker_container import services
 from worker_container.canceller import Canceller
-from worker_container.relay import REASON_HEADER, Relay, RelayService
+from worker_container.relay import Relay, RelayService
 
 from .helpers import logged_events, make_task
 
