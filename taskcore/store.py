@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -200,12 +200,9 @@ class TaskStore:
             sets += ["#attempt = #attempt + :one", "#started = :now", "#pp = :zero", "#pm = :empty"]
             names["#retry_at"] = "retry_at"
             removes += ["#error", "#retry_at"]
-        allowed = []
-        for i, source in enumerate(sorted(sources)):
-            values[f":source{i}"] = {"S": str(source)}
-            allowed.append(f":source{i}")
         names["#cancel"] = CANCEL_ATTRIBUTE
-        condition = f"#status IN ({', '.join(allowed)}) AND attribute_not_exists(#cancel)"
+        allowed = _status_list("source", sources, values)
+        condition = f"#status IN ({allowed}) AND attribute_not_exists(#cancel)"
         if task_type is not None:
             names["#type"] = "type"
             values[":type"] = {"S": task_type}
@@ -222,14 +219,11 @@ class TaskStore:
         Repeating it keeps the first request's time.
         """
         values: Item = {":now": {"S": now_iso()}}
-        ended = []
-        for i, status in enumerate(sorted(TERMINAL)):
-            values[f":ended{i}"] = {"S": str(status)}
-            ended.append(f":ended{i}")
+        ended = _status_list("ended", TERMINAL, values)
         return self._update(
             task_id,
             "SET #cancel = if_not_exists(#cancel, :now)",
-            f"attribute_exists(task_id) AND NOT (#status IN ({', '.join(ended)}))",
+            f"attribute_exists(task_id) AND NOT (#status IN ({ended}))",
             {"#cancel": CANCEL_ATTRIBUTE, "#status": "status"},
             values,
             f"task {task_id} has ended",
@@ -362,6 +356,15 @@ class TaskStore:
             if "LastEvaluatedKey" not in response:
                 return
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _status_list(prefix: str, statuses: Iterable[Status], values: Item) -> str:
+    """Placeholders ``:<prefix>0, :<prefix>1, ...`` for an ``IN`` list, added to ``values``."""
+    placeholders = []
+    for i, status in enumerate(sorted(statuses)):
+        values[f":{prefix}{i}"] = {"S": str(status)}
+        placeholders.append(f":{prefix}{i}")
+    return ", ".join(placeholders)
 
 
 def _encode_cursor(task: Task) -> str:

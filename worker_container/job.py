@@ -43,10 +43,10 @@ RESULT_TTL_S = 3600
 def start_time(task: Task) -> datetime | None:
     """When the task's next attempt is due, if that is later than now."""
     due = task.retry_at if task.status is Status.RETRYING else task.run_at
-    if due is None or parse_iso(due) <= time.time():
+    if due is None or (due_s := parse_iso(due)) <= time.time():
         return None
     # RQ's scheduler keeps whole seconds, dropping the fraction: round up, never start early.
-    return datetime.fromtimestamp(math.ceil(parse_iso(due)), UTC)
+    return datetime.fromtimestamp(math.ceil(due_s), UTC)
 
 
 def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
