@@ -153,8 +153,9 @@ class RetryScheduled(Exception):
 def _retry(ctx: TaskContext, error: TaskError) -> bool:
     """Schedule the next attempt if one is left: ``running -> retrying``, event, and RQ's retry.
 
-    Returns ``False`` when the failure is final (no attempt left) and ``True`` when someone else moved the task meanwhile (nothing left to write). Otherwise
-    raises :class:`RetryScheduled`, which is how an RQ job asks for its Retry.
+    Returns ``False`` when the failure is final (no attempt left) and ``True`` when someone else
+    moved the task meanwhile (nothing left to write). Otherwise raises :class:`RetryScheduled`,
+    which is how an RQ job asks for its Retry.
     """
     job = get_current_job()
     if ctx.attempt >= ctx.task.max_attempts or job is None or not job.retries_left:
