@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The modules that declare the tasks `make up` runs; `make up TASKS=myapp.tasks` runs yours.
+TASKS ?= taskcast_demo.tasks
 
 .PHONY: install services demo up test lint format bench package clean
 
@@ -20,7 +22,7 @@ demo: install services
 	$(BIN)/taskcast demo
 
 up: install services
-	$(BIN)/taskcast up
+	$(BIN)/taskcast up --tasks $(TASKS)
 
 test: install services
 	$(BIN)/python -m pytest
@@ -37,10 +39,11 @@ format: install
 bench: install services
 	$(BIN)/python -m bench
 
-package: install  ## the SAM template for AWS, with taskcore vendored into the Lambda bundle
+package: install  ## the SAM template for AWS: taskcore vendored, the catalogue of $(TASKS) bundled
 	rm -rf functions/vendor && mkdir -p functions/vendor
 	cp -r taskcore functions/vendor/taskcore
+	$(BIN)/taskcast tasks export $(TASKS) -o functions/chalicelib/catalogue.json
 	cd functions && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} ../$(BIN)/chalice package --stage prod ../build/sam
 
 clean:
-	rm -rf $(VENV) build functions/vendor .pytest_cache .mypy_cache .ruff_cache .taskcast
+	rm -rf $(VENV) build functions/vendor functions/chalicelib/catalogue.json .pytest_cache .mypy_cache .ruff_cache .taskcast

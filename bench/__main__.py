@@ -52,7 +52,9 @@ def bench_pipeline(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     ports = Ports(_free_port(), _free_port(), _free_port())
     with (
         log_path.open("w") as log,
-        Stack(env, ports=ports, workers=args.workers, output=log) as stack,
+        Stack(
+            env, ports=ports, workers=args.workers, tasks="taskcast_demo.tasks", output=log
+        ) as stack,
     ):
         ours, cpu_per_task = pipeline.measure(
             stack, "bench-key", args.samples, args.batch, args.concurrency

@@ -20,7 +20,7 @@ from chalicelib.publisher import PublishError
 from chalicelib.submission import new_task, parse_body
 from chalicelib.threadsafe import ThreadSafeChalice
 
-from taskcore import catalogue, token
+from taskcore import token
 from taskcore.errors import ConditionLost
 from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
@@ -70,9 +70,12 @@ def health() -> dict[str, Any]:
     return {"ok": True}
 
 
-@app.route("/types", methods=["GET"])
-def list_types() -> dict[str, Any]:
-    return {"types": [t.describe() for t in catalogue.CATALOGUE.values()]}
+@app.route("/task-types", methods=["GET"])
+@json_errors
+def list_task_types() -> dict[str, Any]:
+    """The task types this deployment accepts: payload JSON Schema, defaults, limits."""
+    catalogue = services.current().catalogue
+    return {"task_types": [catalogue[name].to_json() for name in sorted(catalogue)]}
 
 
 @app.route("/tasks", methods=["POST"], content_types=["application/json"])
@@ -87,7 +90,7 @@ def submit() -> Response:
     owner = _owner()
     svc = services.current()
     body = parse_body(app.current_request.raw_body)
-    task = new_task(body, owner, svc.config.task_ttl_s)
+    task = new_task(body, owner, svc.config.task_ttl_s, svc.catalogue, svc.payloads)
     key = app.current_request.headers.get("idempotency-key")
     if key is None:
         svc.store.create(task)
@@ -168,7 +171,7 @@ def list_tasks() -> dict[str, Any]:
     status = one_of(Status, params["status"], "status") if "status" in params else None
     task_type = params.get("type")
     if task_type is not None:
-        catalogue.lookup(task_type)
+        services.current().catalogue.lookup(task_type)
     limit_text = params.get("limit", "20")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise Unprocessable(

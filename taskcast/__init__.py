@@ -1,5 +1,39 @@
-"""taskcast: start long tasks, watch them live. The SDK, the CLI and the local stack."""
+"""taskcast: start long tasks, watch them live.
 
-from .client import ApiError, Client, Page, Submission, Update, WatchError
+For task code: :func:`task` declares a task type and the function that runs it,
+:class:`TaskContext` is what that function is given, :class:`TaskFailed` fails a task with a
+message for its owner. For clients: :class:`Client`, the SDK. The client classes are imported on
+first use, so a worker that loads task modules does not import the HTTP and websocket clients.
+"""
 
-__all__ = ["ApiError", "Client", "Page", "Submission", "Update", "WatchError"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskcore.definition import TaskContext, TaskDefinition, TaskFailed, task
+
+if TYPE_CHECKING:
+    from .client import ApiError, Client, Page, Submission, Update, WatchError
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "Page",
+    "Submission",
+    "TaskContext",
+    "TaskDefinition",
+    "TaskFailed",
+    "Update",
+    "WatchError",
+    "task",
+]
+
+_CLIENT = frozenset({"ApiError", "Client", "Page", "Submission", "Update", "WatchError"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'taskcast' has no attribute {name!r}")

@@ -1,14 +1,20 @@
-"""A live terminal board of tasks: one row each, with status, progress bar and last message."""
+"""A live terminal board of tasks: one row each, with status, progress bar and last message.
+
+The events a task emits itself (``ctx.emit``) are printed above the board as they come, one
+line each: ``<task> <name>: <data as JSON>``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .client import Client, Submission, Update
 
@@ -62,6 +68,10 @@ class Board:
         row = self._rows[update.task_id]
         style = STATUS_STYLE.get(update.status, "")
         task = self._tasks[update.task_id]
+        if update.kind == "custom":
+            data = json.dumps(update.event_data, separators=(", ", ": "))
+            line = Text.assemble((update.task_id[:8], "dim"), f" {update.name}: {data[:200]}")
+            self.console.print(line, highlight=False)
         if update.op != "end":
             task["attempt"] = update.attempt
             self._progress.update(

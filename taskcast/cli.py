@@ -48,6 +48,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             payload,
             priority=args.priority,
             delay_seconds=args.delay,
+            max_attempts=args.attempts,
+            timeout_s=args.timeout,
             idempotency_key=args.idempotency_key,
         )
         if not args.watch:
@@ -87,6 +89,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(summary(page.tasks))
     if page.next_cursor:
         console.print(f"more: taskcast list --cursor {page.next_cursor}")
+    return EXIT_OK
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    """The task types the API accepts, with their defaults; ``--json`` for everything."""
+    with _client(args) as client:
+        types = client.task_types()
+    if args.json:
+        _print_json(types)
+        return EXIT_OK
+    table = Table("type", "queue", "attempts", "timeout", "description", title="task types")
+    for t in types:
+        d = t["defaults"]
+        table.add_row(
+            t["name"], d["queue"], str(d["max_attempts"]), f"{d['timeout_s']} s", t["description"]
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
+def cmd_tasks_export(args: argparse.Namespace) -> int:
+    """Import the task modules and write their catalogue, for the edge to load."""
+    from taskcore.catalogue import Catalogue
+    from taskcore.config import parse_modules
+    from taskcore.definition import TaskModuleError, load
+    from taskcore.errors import ConfigError
+
+    sys.path.insert(0, os.getcwd())  # the user's package, where they run the command
+    try:
+        definitions = load(parse_modules(args.modules, "MODULES"))
+        text = Catalogue(d.task_type for d in definitions.values()).dumps()
+    except (ConfigError, TaskModuleError, ValueError) as exc:
+        print(f"taskcast tasks export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as out:
+            out.write(text)
+        print(f"{len(definitions)} task types from {args.modules} -> {args.output}")
     return EXIT_OK
 
 
@@ -155,6 +197,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         host=args.host,
         ports=Ports(args.edge_port, args.realtime_port, args.moto_port),
         workers=args.workers,
+        tasks=args.tasks,
     )
 
 
@@ -184,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--realtime-port", type=int, default=8765)
     up.add_argument("--moto-port", type=int, default=5000)
     up.add_argument("--workers", type=int, default=2)
+    up.add_argument(
+        "--tasks",
+        metavar="MODULES",
+        help="comma-separated modules that declare your tasks (TASKCAST_TASKS), e.g. myapp.tasks",
+    )
     up.set_defaults(run=cmd_up)
 
     submit = commands.add_parser("submit", help="submit a task")
@@ -191,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--payload", default="{}", help="payload as JSON")
     submit.add_argument("--priority", choices=["high", "normal", "low"])
     submit.add_argument("--delay", type=int, metavar="SECONDS", help="start it this much later")
+    submit.add_argument(
+        "--attempts", type=int, metavar="N", help="attempts, within the type's limit"
+    )
+    submit.add_argument(
+        "--timeout", type=int, metavar="SECONDS", help="timeout of each attempt, within the limit"
+    )
     submit.add_argument(
         "--idempotency-key",
         metavar="KEY",
@@ -233,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_commands.add_parser("purge", help="drop every dead message")
     dlq.set_defaults(run=cmd_dlq)
 
+    types = commands.add_parser("types", help="list the task types the API accepts")
+    types.add_argument("--json", action="store_true", help="with payload schemas and limits")
+    types.set_defaults(run=cmd_types)
+
+    tasks = commands.add_parser("tasks", help="your task modules: export their catalogue")
+    tasks_commands = tasks.add_subparsers(dest="tasks_command", required=True)
+    export = tasks_commands.add_parser(
+        "export", help="write the catalogue of the task types MODULES declare, for the edge"
+    )
+    export.add_argument("modules", metavar="MODULES", help="comma-separated, e.g. myapp.tasks")
+    export.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    export.set_defaults(run=cmd_tasks_export)
+
     demo = commands.add_parser("demo", help="start the stack, run demo tasks, watch them, stop")
     demo.add_argument("--tasks", type=int, default=6)
     demo.add_argument("--workers", type=int, default=3)
@@ -246,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ApiError as exc:
-        print(f"taskcast: {exc.message} ({exc.status} {exc.code})", file=sys.stderr)
+        where = f", field {exc.field}" if exc.field else ""
+        print(f"taskcast: {exc.message} ({exc.status} {exc.code}{where})", file=sys.stderr)
         return EXIT_API
     except WatchError as exc:
         print(f"taskcast: watch refused: {exc}", file=sys.stderr)

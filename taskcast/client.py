@@ -100,6 +100,21 @@ class Update:
     def seq(self) -> int | None:
         return int(self.data["event"]["seq"]) if self.op == "event" else None
 
+    @property
+    def kind(self) -> str | None:
+        """An event's kind: ``status``, ``progress``, or ``custom`` (the task's own events)."""
+        return str(self.data["event"]["kind"]) if self.op == "event" else None
+
+    @property
+    def name(self) -> str | None:
+        """A custom event's name, as the task emitted it (``ctx.emit(name, data)``)."""
+        return self.data["event"].get("name") if self.kind == "custom" else None
+
+    @property
+    def event_data(self) -> Any:
+        """A custom event's data."""
+        return self.data["event"].get("data") if self.kind == "custom" else None
+
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Update:
         source = {"snapshot": message.get("task"), "event": message.get("event")}.get(
@@ -155,24 +170,35 @@ class Client:
         *,
         priority: str | None = None,
         delay_seconds: int | None = None,
+        max_attempts: int | None = None,
+        timeout_s: int | None = None,
         idempotency_key: str | None = None,
     ) -> Submission:
         """Submit a task; returns it (``pending``) with a watch token.
 
-        With ``idempotency_key``, sending the same submission again (after a timeout, say)
-        returns the task the first one made instead of making another.
+        ``priority``, ``delay_seconds``, ``max_attempts`` and ``timeout_s`` change the type's
+        defaults within its limits; the returned task states the values in force. With
+        ``idempotency_key``, sending the same submission again (after a timeout, say) returns
+        the task the first one made instead of making another.
         """
         body: dict[str, Any] = {"type": task_type, "payload": payload or {}}
-        if priority is not None:
-            body["priority"] = priority
-        if delay_seconds is not None:
-            body["delay_seconds"] = delay_seconds
+        options = {
+            "priority": priority,
+            "delay_seconds": delay_seconds,
+            "max_attempts": max_attempts,
+            "timeout_s": timeout_s,
+        }
+        body |= {name: value for name, value in options.items() if value is not None}
         headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
         data = self._request("POST", "/tasks", json=body, headers=headers)
         return Submission(data["task"], Watch.from_json(data["watch"]))
 
     def get(self, task_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/tasks/{task_id}")["task"])
+
+    def task_types(self) -> list[dict[str, Any]]:
+        """The task types the API accepts: name, payload JSON Schema, defaults and limits."""
+        return list(self._request("GET", "/task-types")["task_types"])
 
     def list(
         self,

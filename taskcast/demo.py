@@ -16,6 +16,9 @@ from .board import Board, summary
 from .client import Client
 from .stack import Stack, StackError
 
+DEMO_TASKS = "taskcast_demo.tasks"
+"""The demo's task module, loaded like any user's (``TASKCAST_TASKS``)."""
+
 
 def demo_payloads(count: int, rng: random.Random) -> list[dict[str, float | int]]:
     """``count`` demo.sleep payloads of 2-6 s; the first always fails, so the error path shows."""
@@ -33,7 +36,12 @@ def run_demo(tasks: int = 6, workers: int = 3) -> int:
     log_path.parent.mkdir(exist_ok=True)
     with log_path.open("w") as log_file:
         try:
-            stack = Stack(os.environ, workers=workers, output=log_file)
+            stack = Stack(
+                os.environ,
+                workers=workers,
+                tasks=DEMO_TASKS,
+                output=log_file,
+            )
         except Exception as exc:
             console.print(f"[red]cannot start the demo:[/red] {exc}")
             return 2

@@ -1,7 +1,9 @@
 """The dead-letter queue, for operators: list, replay and purge what the pipeline gave up on.
 
-Two things end up there. Messages the relay could not use (unparseable, no record, a type no
-worker handles), dead-lettered with the reason in ``x-taskcast-reason``; and messages the broker
+Three things end up there. Messages the relay could not use (unparseable, no record, another
+type than the record's), dead-lettered with the reason in ``x-taskcast-reason``; the messages of
+tasks that waited their queue timeout for a worker serving their type (``no_worker``, failed by
+the sweeper); and messages the broker
 gave up on after the tasks queue's delivery limit (``x-first-death-reason: delivery_limit``),
 which is what happens to a message whose relaying fails every time.
 

@@ -1,8 +1,9 @@
 """``taskcast up``: the whole local stack as child processes, supervised in the foreground.
 
 The moto server as AWS emulator (unless ``AWS_ENDPOINT_URL`` points elsewhere), provisioning, the
-edge under ``chalice local``, the relay, N RQ workers and the realtime service, against RabbitMQ
-and Redis on localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
+catalogue exported from the user's task modules, the edge under ``chalice local``, the relay, N RQ
+workers with the task modules loaded, and the realtime service, against RabbitMQ and Redis on
+localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
 every child, newest first, each with SIGTERM and then, if it lingers, SIGKILL.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -25,7 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from taskcore.config import Config
+from taskcore.catalogue import Catalogue
+from taskcore.config import Config, parse_modules
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class Stack:
         host: str = "127.0.0.1",
         ports: Ports = Ports(),
         workers: int = 2,
+        tasks: str | None = None,
         output: TextIO | None = None,
     ) -> None:
         self.use_moto = not env.get("AWS_ENDPOINT_URL")
@@ -120,9 +125,22 @@ class Stack:
         self.ports = ports
         self.workers = workers
         self.env = stack_environment(env, ports, host, self.use_moto)
-        self.config = Config.from_env(
-            self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys")
+        if tasks is not None:
+            self.env["TASKCAST_TASKS"] = ",".join(parse_modules(tasks, "--tasks"))
+        if not self.env.get("TASKCAST_TASKS", "").strip():
+            raise StackError(
+                "name the modules that declare your tasks: taskcast up --tasks myapp.tasks "
+                "(or TASKCAST_TASKS); --tasks taskcast_demo.tasks runs the demo tasks"
+            )
+        # The user's modules are imported from where taskcast was started, as `python -m` would.
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), self.env.get("PYTHONPATH", "")) if p
         )
+        self.config = Config.from_env(
+            self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys", "tasks")
+        )
+        self.catalogue = Catalogue()
+        self._state_dir: str | None = None
         self._output = output or sys.stdout
         self._children: list[Child] = []
         self._lock = threading.Lock()
@@ -146,6 +164,7 @@ class Stack:
             if not _wait_port(self.host, self.ports.moto, timeout_s):
                 raise StackError(f"the moto server did not start on port {self.ports.moto}")
         self._run_once("provision", [python, "-m", "infra"], timeout_s)
+        self._export_catalogue(timeout_s)
         self._spawn(
             "edge",
             [
@@ -173,6 +192,19 @@ class Stack:
             [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],
         )
         self._wait_healthy(timeout_s)
+
+    def _export_catalogue(self, timeout_s: float) -> None:
+        """Export the task types for the edge, which never imports the task modules itself."""
+        self._state_dir = tempfile.mkdtemp(prefix="taskcast-stack-")
+        path = os.path.join(self._state_dir, "catalogue.json")
+        modules = self.env["TASKCAST_TASKS"]
+        self._run_once(
+            "tasks",
+            [sys.executable, "-m", "taskcast.cli", "tasks", "export", modules, "-o", path],
+            timeout_s,
+        )
+        self.env["TASKCAST_CATALOGUE"] = path
+        self.catalogue = Catalogue.load(path)
 
     def _wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -283,6 +315,9 @@ class Stack:
                 child.process.wait()
             child.pump.join(timeout=2)
         self._children.clear()
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
+            self._state_dir = None
 
     def __enter__(self) -> Stack:
         try:
@@ -296,23 +331,27 @@ class Stack:
         self.stop()
 
 
-def up(env: Mapping[str, str], *, host: str, ports: Ports, workers: int) -> int:
+def up(
+    env: Mapping[str, str], *, host: str, ports: Ports, workers: int, tasks: str | None = None
+) -> int:
     """Run the stack until Ctrl-C or SIGTERM, or until a part dies."""
     stop = threading.Event()
     # Both explicitly: a shell that starts us in the background sets SIGINT to "ignore".
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        stack = Stack(env, host=host, ports=ports, workers=workers)
+        stack = Stack(env, host=host, ports=ports, workers=workers, tasks=tasks)
     except Exception as exc:
         log.error("%s", exc)
         return 2
     try:
         with stack:
             api_key = next(iter(stack.env["TASKCAST_API_KEYS"].split(","))).split("=")[0]
+            first = next(iter(sorted(stack.catalogue)))
             print(
                 f"\ntaskcast is up: API {stack.edge_url}  realtime {stack.realtime_url}\n"
-                f"  try: taskcast --url {stack.edge_url} --api-key {api_key} submit demo.sleep --watch\n"
+                f"  task types: {', '.join(sorted(stack.catalogue))}\n"
+                f"  try: taskcast --url {stack.edge_url} --api-key {api_key} submit {first} --watch\n"
                 "  Ctrl-C stops everything.\n",
                 flush=True,
             )

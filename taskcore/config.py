@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .names import Names
 
-Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys"]
+Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys", "tasks"]
 
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MIN_SECRET_BYTES = 16
 _T = TypeVar("_T")
 
@@ -51,6 +52,10 @@ class Config:
     """How often the sweeper looks for tasks that faults left behind."""
     stale_after_s: int = 60
     """How long a task may sit ``pending`` or ``queued`` unattended before the sweeper steps in."""
+    task_modules: tuple[str, ...] = ()
+    """The user's modules that declare task types (``TASKCAST_TASKS``), imported by workers."""
+    catalogue_path: str | None = None
+    """The catalogue exported from the task modules (``TASKCAST_CATALOGUE``), read by the edge."""
 
     @property
     def names(self) -> Names:
@@ -131,12 +136,15 @@ class Config:
             event_log_ttl_s=_seconds(
                 get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400
             ),
+            task_modules=parse_modules(get("TASKCAST_TASKS")),
+            catalogue_path=get("TASKCAST_CATALOGUE"),
         )
         for needed, variable, value in (
             ("rabbitmq", "TASKCAST_RABBITMQ_URL", config.rabbitmq_url),
             ("redis", "TASKCAST_REDIS_URL", config.redis_url),
             ("watch_secret", "TASKCAST_WATCH_SECRET", config.watch_secret),
             ("api_keys", "TASKCAST_API_KEYS", config.api_keys or None),
+            ("tasks", "TASKCAST_TASKS", config.task_modules or None),
         ):
             if needed in need and value is None:
                 raise ConfigError(variable, "is not set")
@@ -172,6 +180,17 @@ def _seconds(value: str | None, variable: str, default: int) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise ConfigError(variable, f"{value!r} must be a positive whole number of seconds")
     return int(value)
+
+
+def parse_modules(value: str | None, variable: str = "TASKCAST_TASKS") -> tuple[str, ...]:
+    """Parse ``myapp.tasks,other.tasks`` into module names, refusing what cannot be one."""
+    if value is None:
+        return ()
+    modules = tuple(m.strip() for m in value.split(",") if m.strip())
+    for module in modules:
+        if not _MODULE.match(module):
+            raise ConfigError(variable, f"{module!r} is not a module name like myapp.tasks")
+    return modules
 
 
 def _origins(value: str | None) -> tuple[str, ...]:

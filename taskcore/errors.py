@@ -20,11 +20,13 @@ class ConfigError(TaskcastError):
 
 
 class ValidationError(TaskcastError):
-    """A request or payload does not match what it must be; ``field`` says where."""
+    """A request or payload does not match what it must be; ``field`` says where and ``rule``,
+    for a payload, which rule of its schema it breaks."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, rule: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.rule = rule
         self.message = message
 
 

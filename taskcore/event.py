@@ -23,6 +23,8 @@ EVENT_VERSION = 1
 class EventKind(StrEnum):
     STATUS = "status"
     PROGRESS = "progress"
+    CUSTOM = "custom"
+    """An event the task's own code emitted (``ctx.emit(name, data)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ class Event:
     error: TaskError | None = None
     retry_at: str | None = None
     run_at: str | None = None
+    waiting: str | None = None
+    name: str | None = None
+    """A custom event's name."""
+    data: Any = None
+    """A custom event's data: any JSON value."""
     seq: int = 0
     epoch: str = ""
 
@@ -83,12 +90,18 @@ class Event:
             retry_at=task.retry_at,
             # Only while it waits: once started, when it was due to start is history.
             run_at=task.run_at if task.status in (Status.PENDING, Status.QUEUED) else None,
+            waiting=task.waiting if task.status is Status.QUEUED else None,
         )
 
     @classmethod
     def progress_of(cls, task: Task) -> Event:
         """The progress event for ``task``'s current progress."""
         return replace(cls.status_of(task), kind=EventKind.PROGRESS)
+
+    @classmethod
+    def custom_of(cls, task: Task, name: str, data: Any) -> Event:
+        """A custom event of ``task``'s code, stamped with the task's current state."""
+        return replace(cls.status_of(task), kind=EventKind.CUSTOM, name=name, data=data)
 
     @property
     def cursor(self) -> Cursor:
@@ -114,6 +127,11 @@ class Event:
             data["retry_at"] = self.retry_at
         if self.run_at is not None:
             data["run_at"] = self.run_at
+        if self.waiting is not None:
+            data["waiting"] = self.waiting
+        if self.kind is EventKind.CUSTOM:
+            data["name"] = self.name
+            data["data"] = self.data
         return data
 
     def encode(self) -> str:
@@ -143,6 +161,9 @@ class Event:
                 error=TaskError.from_json(data.get("error")),
                 retry_at=data.get("retry_at"),
                 run_at=data.get("run_at"),
+                waiting=data.get("waiting"),
+                name=data.get("name"),
+                data=data.get("data"),
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
             )

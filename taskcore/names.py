@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalogue import Priority
+from .tasktype import DEFAULT_QUEUE, Priority
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,22 @@ class Names:
         """Held by the one sweeper that repairs at a time."""
         return f"{self.namespace}:sweeper:lease"
 
-    # RQ, one queue per priority
-    def rq_queue(self, priority: Priority) -> str:
-        return f"{self.namespace}.{priority}"
+    # RQ: three queues (one per priority) for each queue a task type names
+    def rq_queue(self, priority: Priority, queue: str = DEFAULT_QUEUE) -> str:
+        return f"{self.namespace}.{queue}.{priority}"
+
+    def rq_queues(self, queues: list[str]) -> list[str]:
+        """The RQ queues of ``queues`` in the order a worker serves them: by priority first."""
+        return [self.rq_queue(p, q) for p in Priority for q in queues]
+
+    def served(self, task_type: str) -> str:
+        """Set, with a short expiry, by every live worker that can run ``task_type``."""
+        return f"{self.namespace}:served:{task_type}"
 
     @property
-    def rq_queues(self) -> list[str]:
-        """Worker queues in the order workers serve them."""
-        return [self.rq_queue(p) for p in Priority]
+    def unserved(self) -> str:
+        """Sorted set of queued tasks no live worker knows the type of, by deadline."""
+        return f"{self.namespace}:unserved"
 
     # Redis event log, per task. The braces are a cluster hash tag: a task's stream and meta
     # key share a slot, so the one Lua script that appends to both also works on Redis Cluster.

@@ -29,7 +29,8 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
 # ``failed`` is reachable from every live status because a task can be given up on before it
-# runs (its message was dead-lettered, or the sweeper finds it lost), not only after an attempt.
+# runs (no worker served its type in time, or the sweeper finds it lost), not only after an
+# attempt.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),

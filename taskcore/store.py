@@ -171,6 +171,7 @@ class TaskStore:
         *,
         start_attempt: bool = False,
         task_type: str | None = None,
+        waiting: str | None = None,
     ) -> Task:
         """Move the task from any of ``sources`` to ``target`` in one write, without reading it.
 
@@ -179,7 +180,8 @@ class TaskStore:
         trip instead of a read and a write. ``start_attempt`` counts a new attempt and resets
         progress. ``task_type``, if given, must be the record's too. Never claims a task whose
         cancellation was requested. :class:`ConditionLost` if the record is elsewhere, of another
-        type, being cancelled, or absent.
+        type, being cancelled, or absent. ``waiting`` records why the task is not running yet;
+        starting an attempt clears it.
         """
         for source in sources:
             check_transition(source, target)
@@ -198,8 +200,12 @@ class TaskStore:
             }
             values |= {":one": {"N": "1"}, ":zero": {"N": "0.0"}, ":empty": {"S": ""}}
             sets += ["#attempt = #attempt + :one", "#started = :now", "#pp = :zero", "#pm = :empty"]
-            names["#retry_at"] = "retry_at"
-            removes += ["#error", "#retry_at"]
+            names |= {"#retry_at": "retry_at", "#waiting": "waiting"}
+            removes += ["#error", "#retry_at", "#waiting"]
+        if waiting is not None:
+            names["#waiting"] = "waiting"
+            values[":waiting"] = {"S": waiting}
+            sets.append("#waiting = :waiting")
         names["#cancel"] = CANCEL_ATTRIBUTE
         allowed = _status_list("source", sources, values)
         condition = f"#status IN ({allowed}) AND attribute_not_exists(#cancel)"

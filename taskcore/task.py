@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .catalogue import Priority
 from .clock import now_iso
 from .status import Status
+from .tasktype import DEFAULT_QUEUE, Priority
 
 Item = dict[str, dict[str, Any]]
 """A DynamoDB item in the low-level client's typed form, e.g. ``{"status": {"S": "queued"}}``."""
@@ -91,6 +91,14 @@ class Task:
     """When a task submitted with ``delay_seconds`` is to start; ``None`` means at once."""
     cancel_requested_at: str | None = None
     """When its owner asked for it to be cancelled: from then on no attempt may start."""
+    queue: str = DEFAULT_QUEUE
+    """The queue of its type: which workers may run it."""
+    retry_base_s: int = 2
+    retry_cap_s: int = 300
+    queue_timeout_s: int = 3600
+    """How long it may wait for a worker that knows its type before it is dead-lettered."""
+    waiting: str | None = None
+    """Why a ``queued`` task is not running yet (no worker knows its type), for its owner."""
 
     def with_status(self, status: Status, **changes: Any) -> Task:
         """A copy in ``status`` with ``changes`` applied and ``updated_at`` set to now."""
@@ -106,6 +114,7 @@ class Task:
             "attempt": self.attempt,
             "max_attempts": self.max_attempts,
             "timeout_s": self.timeout_s,
+            "queue": self.queue,
             "payload": self.payload,
             "progress": self.progress.to_json(),
             "created_at": self.created_at,
@@ -123,6 +132,8 @@ class Task:
             data["run_at"] = self.run_at
         if self.cancel_requested_at is not None:
             data["cancel_requested_at"] = self.cancel_requested_at
+        if self.waiting is not None:
+            data["waiting"] = self.waiting
         return data
 
     def to_item(self) -> Item:
@@ -143,6 +154,10 @@ class Task:
             "attempt": {"N": str(self.attempt)},
             "progress_percent": {"N": repr(float(self.progress.percent))},
             "progress_message": {"S": self.progress.message},
+            "queue": {"S": self.queue},
+            "retry_base_s": {"N": str(self.retry_base_s)},
+            "retry_cap_s": {"N": str(self.retry_cap_s)},
+            "queue_timeout_s": {"N": str(self.queue_timeout_s)},
         }
         if self.result is not None:
             item["result"] = {"S": json.dumps(self.result, separators=(",", ":"))}
@@ -158,6 +173,8 @@ class Task:
             item["run_at"] = {"S": self.run_at}
         if self.cancel_requested_at is not None:
             item["cancel_requested_at"] = {"S": self.cancel_requested_at}
+        if self.waiting is not None:
+            item["waiting"] = {"S": self.waiting}
         return item
 
     @classmethod
@@ -168,7 +185,9 @@ class Task:
             value = item.get(name)
             return None if value is None else str(value["S"])
 
-        def n(name: str) -> float:
+        def n(name: str, default: float | None = None) -> float:
+            if default is not None and name not in item:
+                return default  # a record written before the attribute existed
             return float(item[name]["N"])
 
         result = s("result")
@@ -195,4 +214,9 @@ class Task:
             retry_at=s("retry_at"),
             run_at=s("run_at"),
             cancel_requested_at=s("cancel_requested_at"),
+            queue=s("queue") or DEFAULT_QUEUE,
+            retry_base_s=int(n("retry_base_s", 2)),
+            retry_cap_s=int(n("retry_cap_s", 300)),
+            queue_timeout_s=int(n("queue_timeout_s", 3600)),
+            waiting=s("waiting"),
         )

@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -21,12 +22,15 @@ import redis
 from moto import mock_aws
 
 from infra import broker, dynamodb
+from taskcore.catalogue import Catalogue
 from taskcore.config import Config
+from taskcore.definition import load
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TEST_REDIS_DB = 13
 REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
 WATCH_SECRET = "test-secret-that-is-long-enough"
+DEMO_TASKS = "taskcast_demo.tasks"
 API_KEYS = "alice-key=alice,bob-key=bob"
 
 
@@ -56,10 +60,21 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="session")
+def demo_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalogue of the demo tasks, exported as ``taskcast tasks export`` would."""
+    path = tmp_path_factory.mktemp("catalogue") / "catalogue.json"
+    definitions = load([DEMO_TASKS])
+    path.write_text(Catalogue(d.task_type for d in definitions.values()).dumps())
+    return path
+
+
 @pytest.fixture
-def env(namespace: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(namespace: str, demo_catalogue: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The environment of a taskcast process in this test's namespace, also set on this process."""
     values = {
+        "TASKCAST_TASKS": DEMO_TASKS,
+        "TASKCAST_CATALOGUE": str(demo_catalogue),
         "TASKCAST_NAMESPACE": namespace,
         "TASKCAST_RABBITMQ_URL": RABBITMQ_URL,
         "TASKCAST_REDIS_URL": REDIS_URL,

@@ -4,18 +4,23 @@
 adds it to the stream and publishes it, in one Lua script: watchers can never see an event on
 the channel that replay would not also give them, or the other way round, or two events with
 one ``seq``. If Redis lost the log, the next append starts a new epoch at ``seq`` 1, and
-watchers holding a cursor of the old epoch know to take a fresh snapshot.
+watchers holding a cursor of the old epoch know to take a fresh snapshot. Once a terminal event
+is in the log nothing more is appended, so no late progress or custom event of a stopped
+attempt can follow a task's end.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import replace
 
 from redis import Redis
 
-from taskcore.event import Event
+from taskcore.event import Event, EventKind
 from taskcore.names import Names
+
+log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
 """Events kept per task; an approximate cap (Redis trims whole nodes)."""
@@ -24,6 +29,9 @@ LIVE_TTL_S = 7 * 86400
 """How long the log of an unfinished task lives without a new event: longer than any task runs."""
 
 _APPEND = """
+if redis.call('HGET', KEYS[1], 'ended') then
+  return false
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -33,6 +41,9 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local event = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[2], 2)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', event)
 redis.call('PUBLISH', ARGV[4], event)
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], 'ended', 1)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return {epoch, seq}
@@ -49,11 +60,13 @@ class EventLog:
         self._ended_ttl_s = ended_ttl_s
         self._append = redis.register_script(_APPEND)
 
-    def append(self, event: Event) -> Event:
-        """Append ``event`` to its task's log and publish it; return it stamped."""
-        ttl = self._ended_ttl_s if event.status.is_terminal else LIVE_TTL_S
+    def append(self, event: Event) -> Event | None:
+        """Append ``event`` to its task's log and publish it; return it stamped, or ``None`` if
+        the log has ended already."""
+        ended = event.status.is_terminal and event.kind is EventKind.STATUS
+        ttl = self._ended_ttl_s if ended else LIVE_TTL_S
         task_id = event.task_id
-        epoch, seq = self._append(
+        stamped = self._append(
             keys=[self._names.event_meta(task_id), self._names.event_stream(task_id)],
             args=[
                 new_epoch(),
@@ -61,7 +74,12 @@ class EventLog:
                 MAX_EVENTS,
                 self._names.event_channel(task_id),
                 ttl,
+                "1" if ended else "0",
             ],
         )
+        if stamped is None:
+            log.info("task %s: its log has ended; %s event not appended", task_id, event.kind)
+            return None
+        epoch, seq = stamped
         stamped_epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
         return replace(event, seq=int(seq), epoch=stamped_epoch)

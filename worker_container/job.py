@@ -19,18 +19,19 @@ from rq.exceptions import DuplicateJobError
 from rq.timeouts import JobTimeoutException
 
 from taskcore import backoff
-from taskcore.catalogue import CATALOGUE, MAX_PAYLOAD_BYTES
 from taskcore.clock import iso, now_iso, parse_iso
+from taskcore.definition import TaskDefinition, TaskFailed
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
 from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
+from taskcore.tasktype import MAX_PAYLOAD_BYTES
 
-from . import services
+from . import registry, services
 from .canceller import Canceller
 from .context import TaskCancelled, TaskContext
-from .handlers import HANDLERS, HandlerError
 from .heartbeat import Heartbeat
+from .registry import ServedTypes
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,9 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     retries = task.max_attempts - task.attempt - 1
     retry = None
     if retries > 0:
-        kind = CATALOGUE[task.type]
-        delays = backoff.intervals(task.max_attempts - 1, kind.retry_base_s, kind.retry_cap_s)
+        delays = backoff.intervals(task.max_attempts - 1, task.retry_base_s, task.retry_cap_s)
         retry = Retry(max=retries, interval=delays[-retries:])
-    queue = svc.queues[task.priority]
+    queue = svc.queue_of(task)
     options: dict[str, Any] = {
         "job_id": task.task_id,
         "unique": True,
@@ -74,17 +74,41 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     }
     try:
         if at is None:
-            queue.enqueue(run_task, task.task_id, **options)
+            queue.enqueue(run_task, task.task_id, task.type, **options)
         else:
-            queue.enqueue_at(at, run_task, task.task_id, **options)
+            queue.enqueue_at(at, run_task, task.task_id, task.type, **options)
     except DuplicateJobError:
         return False
     return True
 
 
-def run_task(task_id: str) -> None:
+def dispatch(svc: Services, task: Task, served: ServedTypes) -> bool:
+    """Enqueue a ``queued`` or ``retrying`` task's next attempt if a live worker serves its
+    type, else park it until one does (see :mod:`.registry`); ``False`` if it was parked or
+    its job exists already."""
+    if not served(task.type):
+        registry.park(svc.redis, svc.config.names, task)
+        return False
+    return enqueue(svc, task, at=start_time(task))
+
+
+def run_task(task_id: str, task_type: str) -> None:
     """Run the next attempt of ``task_id`` if the record says it is waiting for one."""
     svc = services.current()
+    definition = svc.definitions.get(task_type)
+    if definition is None:
+        # Another worker of this queue said it serves the type; this one was started without
+        # its module. Leave the task waiting, untouched, for the sweeper to send it on.
+        log.error(
+            "task %s: this worker cannot run type %r (its task modules: %s); left waiting",
+            task_id,
+            task_type,
+            ", ".join(svc.config.task_modules) or "none",
+        )
+        task = svc.store.get(task_id)
+        if task is not None and task.status in RUNNABLE:
+            registry.park(svc.redis, svc.config.names, task)
+        return
     try:
         task = svc.store.claim(task_id, RUNNABLE, Status.RUNNING, start_attempt=True)
     except ConditionLost:
@@ -112,16 +136,17 @@ def run_task(task_id: str) -> None:
             task.attempt,
             task.trace_id,
         )
-        _attempt(TaskContext(task, svc))
+        _attempt(definition, TaskContext(task, svc))
 
 
-def _attempt(ctx: TaskContext) -> None:
-    """Run the handler, then write how the attempt ended: retry, or a final status."""
+def _attempt(definition: TaskDefinition, ctx: TaskContext) -> None:
+    """Run the task's function, then write how the attempt ended: retry, or a final status."""
     task = ctx.task
     outcome: Status
     changes: dict[str, Any]
+    retryable = True
     try:
-        result = HANDLERS[task.type](ctx)
+        result = definition.run(ctx)
         _check_result(result)
     except TaskCancelled:
         outcome, changes = Status.CANCELLED, {}
@@ -130,10 +155,13 @@ def _attempt(ctx: TaskContext) -> None:
             Status.FAILED,
             _failure("timeout", f"attempt ran over {task.timeout_s} s"),
         )
-    except HandlerError as exc:
-        outcome, changes = Status.FAILED, _failure("HandlerError", str(exc))
+    except TaskFailed as exc:
+        outcome, changes = Status.FAILED, _failure(exc.code, exc.message)
+        retryable = exc.retry
     except Exception as exc:
-        log.warning("task %s: handler raised", task.task_id, exc_info=True)
+        log.warning(
+            "task %s: its function raised [trace %s]", task.task_id, task.trace_id, exc_info=True
+        )
         outcome, changes = Status.FAILED, _failure(type(exc).__name__, str(exc))
     else:
         outcome = Status.SUCCEEDED
@@ -141,7 +169,7 @@ def _attempt(ctx: TaskContext) -> None:
     if outcome is Status.FAILED and ctx.cancel_requested:
         # Its owner asked it to stop: a failed attempt ends it as cancelled, not retried.
         outcome, changes = Status.CANCELLED, {}
-    if outcome is Status.FAILED and _retry(ctx, changes["error"]):
+    if outcome is Status.FAILED and retryable and _retry(ctx, changes["error"]):
         return
     _finish(ctx, outcome, changes)
 
@@ -188,9 +216,15 @@ def _failure(kind: str, message: str) -> dict[str, Any]:
 
 
 def _check_result(result: Any) -> None:
-    size = len(json.dumps(result, separators=(",", ":")).encode())
+    """Fail, without retry, a result that is not JSON or is too large: it would be again."""
+    try:
+        size = len(json.dumps(result, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise TaskFailed(f"the result is not JSON: {exc}", code="invalid_result") from None
     if size > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"result is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+        raise TaskFailed(
+            f"the result is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}", code="invalid_result"
+        )
 
 
 def _finish(ctx: TaskContext, outcome: Status, changes: dict[str, Any]) -> Task | None:

@@ -6,8 +6,11 @@ Marking and emitting come before the enqueue so that the ``queued`` event always
 worker's ``running`` one in the task's log. Every step tolerates having been done before, so a
 message redelivered after a crash at any point finishes the work without doing any of it twice.
 
-What cannot be parsed, names no record, or names an unknown type is published to the dead-letter
-exchange with the reason in its headers, then acked: never requeued into a hot loop.
+A task whose type no live worker serves is marked ``queued`` with the reason in its record and
+parked for the sweeper instead of enqueued (see :mod:`.registry`): it waits for a worker, it is
+not lost. What cannot be parsed, or names no record or another type than its record, is
+published to the dead-letter exchange with the reason in its headers, then acked: never
+requeued into a hot loop.
 """
 
 from __future__ import annotations
@@ -22,18 +25,17 @@ import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from taskcore import logs
-from taskcore.clock import now_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
 from taskcore.message import REASON_HEADER, CancelRequested, Submitted
 from taskcore.status import Status
-from taskcore.task import Task, TaskError
+from taskcore.task import Task
 
 from . import failpoint
 from .canceller import Canceller
-from .handlers import HANDLERS
-from .job import enqueue, start_time
+from .job import dispatch
+from .registry import ServedTypes, waiting_reason
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,10 @@ ACK = Outcome()
 class Relay:
     """The broker-independent part: what one message means for its task."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, served: ServedTypes | None = None) -> None:
         self._svc = svc
         self._canceller = Canceller(svc)
+        self._served = served or ServedTypes(svc.redis, svc.config.names)
 
     def relay(self, body: bytes) -> Outcome:
         try:
@@ -66,13 +69,18 @@ class Relay:
             return Outcome(f"unparseable: {exc}")
         store = self._svc.store
         task: Task | None = None
-        if message.type in HANDLERS:
-            try:
-                task = store.claim(message.task_id, PENDING, Status.QUEUED, task_type=message.type)
-            except ConditionLost:
-                pass  # a duplicate, a cancelled task, or no record: read to find out
-            else:
-                self._svc.events.append(Event.status_of(task))
+        try:
+            task = store.claim(
+                message.task_id,
+                PENDING,
+                Status.QUEUED,
+                task_type=message.type,
+                waiting=None if self._served(message.type) else waiting_reason(message.type),
+            )
+        except ConditionLost:
+            pass  # a duplicate, a cancelled task, or no record: read to find out
+        else:
+            self._svc.events.append(Event.status_of(task))
         if task is None:
             task = store.get(message.task_id)
             if task is None:
@@ -80,41 +88,27 @@ class Relay:
             if task.type != message.type:
                 # Not a message the edge wrote: leave the record to the message that is.
                 return Outcome(f"message names type {message.type!r}, the record {task.type!r}")
-            if task.type not in HANDLERS:
-                self._fail(task, TaskError("unknown_type", f"no worker handles type {task.type!r}"))
-                return Outcome(f"unknown task type {task.type!r}")
         if self._canceller.cancel_if_requested(task):
             log.info("task %s: cancelled before it was queued", task.task_id)
         elif task.status is Status.QUEUED:
-            self._enqueue(task)
+            self._dispatch(task)
         else:
             log.info(
                 "task %s is %s already; acking the duplicate message", task.task_id, task.status
             )
         return ACK
 
-    def _enqueue(self, task: Task) -> None:
-        if enqueue(self._svc, task, at=start_time(task)):
+    def _dispatch(self, task: Task) -> None:
+        if dispatch(self._svc, task, self._served):
             log.info(
                 "task %s (%s) queued on %s [trace %s]",
                 task.task_id,
                 task.type,
-                task.priority,
+                self._svc.queue_of(task).name,
                 task.trace_id,
             )
         else:
-            log.info("task %s: RQ job exists already", task.task_id)
-
-    def _fail(self, task: Task, error: TaskError) -> None:
-        if task.status.is_terminal:
-            return
-        try:
-            failed = self._svc.store.transition(
-                task, Status.FAILED, error=error, finished_at=now_iso()
-            )
-        except ConditionLost:
-            return
-        self._svc.events.append(Event.status_of(failed))
+            log.info("task %s: RQ job exists already, or it waits for a worker", task.task_id)
 
 
 class RelayService:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import boto3
 from redis import Redis
 from rq import Queue
 
-from taskcore.catalogue import Priority
+from taskcore import definition
 from taskcore.config import Config
+from taskcore.definition import TaskDefinition
 from taskcore.store import TaskStore
+from taskcore.task import Task
+from taskcore.tasktype import Priority
 
 from .eventlog import EventLog
 
@@ -22,10 +26,12 @@ class Services:
     redis: Redis
     store: TaskStore
     events: EventLog
-    queues: dict[Priority, Queue]
+    definitions: Mapping[str, TaskDefinition] = field(default_factory=dict)
+    """The task types this process can run: only workers load the user's task modules."""
+    _queues: dict[str, Queue] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, config: Config) -> Services:
+    def build(cls, config: Config, *, load_tasks: bool = False) -> Services:
         redis = Redis.from_url(config.redis)
         dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
         return cls(
@@ -33,15 +39,25 @@ class Services:
             redis=redis,
             store=TaskStore(dynamodb, config.names.tasks_table),
             events=EventLog(redis, config.names, config.event_log_ttl_s),
-            queues={p: Queue(config.names.rq_queue(p), connection=redis) for p in Priority},
+            definitions=definition.load(config.task_modules) if load_tasks else {},
         )
+
+    def queue(self, priority: Priority, queue: str) -> Queue:
+        """The RQ queue of ``queue`` at ``priority`` (built once)."""
+        name = self.config.names.rq_queue(priority, queue)
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis)
+        return self._queues[name]
+
+    def queue_of(self, task: Task) -> Queue:
+        return self.queue(task.priority, task.queue)
 
 
 @functools.cache
 def current() -> Services:
-    """This process's services, from the environment.
+    """This worker process's services, from the environment, with its task modules loaded.
 
     Built once per process. The RQ worker builds them before it forks, so each job's work
-    horse inherits ready clients instead of paying for new ones.
+    horse inherits ready clients and imported tasks instead of paying for them again.
     """
-    return Services.build(Config.from_env(need=["redis"]))
+    return Services.build(Config.from_env(need=["redis"]), load_tasks=True)

@@ -14,6 +14,8 @@ live tasks by status and repairs what the carriers lost:
 - ``running`` with no heartbeat for ``TASKCAST_HEARTBEAT_TTL``: its worker is gone (SIGKILL, lost
   host). Retried like a failed attempt, with error kind ``lost``, or ``failed`` if it has no
   attempt left, or ``cancelled`` if its owner had asked.
+- parked, waiting for a worker that serves its type (:mod:`.registry`): enqueued once one
+  does; at its deadline ``failed`` (``no_worker``) and its message dead-lettered with that reason.
 
 Every repair is one of the pipeline's own idempotent steps (a duplicate message, a ``unique``
 enqueue, a fenced transition), so a repair that races the normal path, or another sweeper,
@@ -39,18 +41,19 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from taskcore import backoff, logs
-from taskcore.catalogue import CATALOGUE
 from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
-from taskcore.message import CONTENT_TYPE, Submitted
+from taskcore.message import CONTENT_TYPE, REASON_HEADER, Submitted
 from taskcore.names import Names
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-from .job import enqueue, start_time
+from . import registry
+from .job import dispatch, enqueue
 from .lease import Lease
+from .registry import ServedTypes
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,10 @@ class Repairs:
     their owner had asked)."""
     lost: int = 0
     """``running`` tasks whose worker was gone on their last attempt, ``failed`` (``lost``)."""
+    unparked: int = 0
+    """Tasks that waited for a worker serving their type, enqueued now that one does."""
+    unserved: int = 0
+    """Tasks that waited for such a worker until their deadline: ``failed``, dead-lettered."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -88,9 +95,16 @@ class Sweeper:
     last republished each pending task, so the repair of either waits a whole period.
     """
 
-    def __init__(self, svc: Services, publish: Callable[[Submitted], None]) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        publish: Callable[[Submitted], None],
+        dead_letter: Callable[[Submitted, str], None] | None = None,
+    ) -> None:
         self._svc = svc
         self._publish = publish
+        self._dead_letter = dead_letter
+        self._served = ServedTypes(svc.redis, svc.config.names, cache_s=0)
         self._silent_since: dict[tuple[str, int], float] = {}
         self._published_at: dict[str, float] = {}
 
@@ -107,9 +121,12 @@ class Sweeper:
                 self._published_at[task.task_id] = last
                 continue
             self._republish(task, repairs)
+        self._sweep_parked(now, repairs)
         for status in (Status.QUEUED, Status.RETRYING):
             for task in store.iter_by_status(status):
                 if parse_iso(task.updated_at) > stale:
+                    continue
+                if registry.is_parked(self._svc.redis, self._svc.config.names, task.task_id):
                     continue
                 job = self._job(task.task_id)
                 if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
@@ -131,6 +148,51 @@ class Sweeper:
             if count:
                 REPAIRS.labels(name).inc(count)
         return repairs
+
+    def _sweep_parked(self, now: float, repairs: Repairs) -> None:
+        redis, names = self._svc.redis, self._svc.config.names
+        for task_id, deadline in registry.parked(redis, names):
+            task = self._svc.store.get(task_id)
+            if task is None or task.status not in (Status.QUEUED, Status.RETRYING):
+                registry.unpark(redis, names, task_id)  # cancelled meanwhile, say
+            elif self._served(task.type):
+                registry.unpark(redis, names, task_id)
+                self._drop_job(task_id)  # one that a worker without the type left behind
+                if dispatch(self._svc, task, self._served):
+                    repairs.unparked += 1
+                    log.warning(
+                        "task %s: a worker serves %s now; enqueued [trace %s]",
+                        task_id,
+                        task.type,
+                        task.trace_id,
+                    )
+            elif deadline <= now:
+                self._expire_unserved(task, repairs)
+
+    def _expire_unserved(self, task: Task, repairs: Repairs) -> None:
+        reason = f"no_worker: no running worker served task type {task.type!r} in time"
+        error = TaskError(
+            "no_worker",
+            f"no running worker served task type {task.type!r} within {task.queue_timeout_s} s",
+        )
+        redis, names = self._svc.redis, self._svc.config.names
+        try:
+            moved = self._svc.store.transition(
+                task, Status.FAILED, error=error, finished_at=now_iso(), waiting=None
+            )
+        except ConditionLost:
+            return  # it moved on meanwhile: the next pass looks again
+        self._svc.events.append(Event.status_of(moved))
+        if self._dead_letter is not None:
+            try:
+                self._dead_letter(Submitted(task.task_id, task.type, task.trace_id), reason)
+            except Exception:
+                log.warning("task %s: not dead-lettered", task.task_id, exc_info=True)
+        registry.unpark(redis, names, task.task_id)
+        repairs.unserved += 1
+        log.error(
+            "task %s: %s; failed and dead-lettered [trace %s]", task.task_id, reason, task.trace_id
+        )
 
     def _republish(self, task: Task, repairs: Repairs) -> None:
         try:
@@ -154,14 +216,14 @@ class Sweeper:
             return None
 
     def _promote_if_overdue(self, task: Task, job: Job, stale: float, repairs: Repairs) -> None:
-        queue = self._svc.queues[task.priority]
-        registry = queue.scheduled_job_registry
-        score = self._svc.redis.zscore(registry.key, job.id)
+        queue = self._svc.queue_of(task)
+        scheduled = queue.scheduled_job_registry
+        score = self._svc.redis.zscore(scheduled.key, job.id)
         if score is None or score > stale:
             return
         # ZREM decides: only whoever removes it from the registry (us, or a scheduler that woke
         # up meanwhile) enqueues it.
-        if registry.remove(job):
+        if scheduled.remove(job):
             queue.enqueue_job(job)
             repairs.promoted += 1
             log.warning(
@@ -178,7 +240,7 @@ class Sweeper:
 
     def _requeue(self, task: Task, repairs: Repairs) -> None:
         self._drop_job(task.task_id)
-        if enqueue(self._svc, task, at=start_time(task)):
+        if dispatch(self._svc, task, self._served):
             repairs.requeued += 1
             log.warning(
                 "task %s: %s but its RQ job was gone; enqueued again [trace %s]",
@@ -197,8 +259,7 @@ class Sweeper:
                 # Its owner asked it to stop: the lost attempt ends it, as a failed one would.
                 moved = store.transition(task, Status.CANCELLED, finished_at=now_iso())
             elif task.attempt < task.max_attempts:
-                kind = CATALOGUE[task.type]
-                delay_s = backoff.intervals(task.attempt, kind.retry_base_s, kind.retry_cap_s)[-1]
+                delay_s = backoff.intervals(task.attempt, task.retry_base_s, task.retry_cap_s)[-1]
                 retry_at = time.time() + delay_s
                 moved = store.transition(task, Status.RETRYING, error=error, retry_at=iso(retry_at))
             else:
@@ -247,16 +308,18 @@ class SweeperService:
         async with connection:
             channel = await connection.channel(on_return_raises=True)  # with confirms
             exchange = await channel.get_exchange(names.exchange, ensure=True)
+
+            dead_exchange = await channel.get_exchange(names.dead_exchange, ensure=True)
             loop = asyncio.get_running_loop()
 
-            def publish(message: Submitted) -> None:
-                sent = exchange.publish(
+            def send(to: aio_pika.abc.AbstractExchange, message: Submitted, **headers: str) -> None:
+                sent = to.publish(
                     aio_pika.Message(
                         message.encode(),
                         message_id=message.task_id,
                         content_type=CONTENT_TYPE,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        headers={"trace_id": message.trace_id},
+                        headers={"trace_id": message.trace_id, **headers},
                     ),
                     routing_key=Names.submitted_key(message.type),
                     mandatory=True,
@@ -264,7 +327,13 @@ class SweeperService:
                 )
                 asyncio.run_coroutine_threadsafe(sent, loop).result(timeout=15)
 
-            sweeper = Sweeper(self._svc, publish)
+            def publish(message: Submitted) -> None:
+                send(exchange, message)
+
+            def dead_letter(message: Submitted, reason: str) -> None:
+                send(dead_exchange, message, **{REASON_HEADER: reason})
+
+            sweeper = Sweeper(self._svc, publish, dead_letter)
             # Three missed passes before another copy takes over.
             lease = Lease(self._svc.redis, names.sweeper_lease, ttl_s=3 * interval)
             log.info("sweeper ready: every %d s, when it holds the lease", interval)

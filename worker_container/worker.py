@@ -1,15 +1,26 @@
-"""``python -m worker_container.worker``: an RQ worker serving the priority queues in order."""
+"""``python -m worker_container.worker``: an RQ worker that runs the user's tasks.
+
+It imports the task modules named in ``TASKCAST_TASKS`` and serves the queues their types name
+(or only those given with ``--queues``, so heavy tasks can have workers of their own), each
+queue's three priorities, high first. While it lives it tells the relay which types it serves.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from redis import Redis
 from rq import Worker
 
 from taskcore import logs
+from taskcore.definition import TaskModuleError
+from taskcore.errors import ConfigError
+from taskcore.tasktype import QUEUE_NAME
 
 from . import services
+from .registry import Advertiser
 
 log = logging.getLogger(__name__)
 
@@ -20,24 +31,56 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument(
+        "--queues",
+        help="comma-separated queues to serve (default: every queue of the loaded task types)",
+    )
     args = parser.parse_args(argv)
+    wanted = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
+    for queue in wanted:
+        if not QUEUE_NAME.match(queue):
+            parser.error(f"--queues: {queue!r} is not a queue name")
     logs.setup()
-    # Build the clients before RQ forks a work horse per job, so each job inherits them.
-    svc = services.current()
+    try:
+        # Build the clients and import the tasks before RQ forks a work horse per job, so each
+        # job inherits them.
+        svc = services.current()
+    except (ConfigError, TaskModuleError) as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    if not svc.definitions:
+        log.error("no task modules: set TASKCAST_TASKS to the modules that declare your tasks")
+        sys.exit(2)
+    declared = sorted({d.task_type.queue for d in svc.definitions.values()})
+    queues = wanted or declared
+    served = sorted(n for n, d in svc.definitions.items() if d.task_type.queue in queues)
+    rq_queues = svc.config.names.rq_queues(queues)
     worker = Worker(
-        svc.config.names.rq_queues,
+        rq_queues,
         connection=svc.redis,
         name=args.name,
         # Also how often a worker bids for the scheduler lock when its holder died (RQ's
         # default is 10 min); the sweeper covers the gap, this makes it shorter.
         maintenance_interval=MAINTENANCE_INTERVAL_S,
     )
-    log.info("worker %s serving %s", worker.name, ", ".join(svc.config.names.rq_queues))
-    worker.work(
-        burst=args.burst,
-        with_scheduler=True,
-        logging_level=logging.getLevelName(logging.getLogger().level),
+    log.info(
+        "worker %s serving %s: task types %s",
+        worker.name,
+        ", ".join(rq_queues),
+        ", ".join(served) or "none (no loaded type names these queues)",
     )
+    # A client of its own: the advertiser's thread must never hold a lock of the pool that
+    # each forked work horse inherits.
+    advertiser = Advertiser(Redis.from_url(svc.config.redis), svc.config.names, served)
+    advertiser.start()
+    try:
+        worker.work(
+            burst=args.burst,
+            with_scheduler=True,
+            logging_level=logging.getLevelName(logging.getLogger().level),
+        )
+    finally:
+        advertiser.stop()
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from infra import dynamodb
 from realtime.server import RealtimeService
 from realtime.session import Limits
-from taskcore.catalogue import Priority
 from taskcore.config import Config
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from taskcore.task import Task
+from taskcore.tasktype import Priority
 
 OWNER = "bench"
 

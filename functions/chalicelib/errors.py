@@ -1,6 +1,7 @@
 """HTTP errors of the edge, each a status code and a JSON body that says what is wrong.
 
-Bodies are ``{"error": {"code", "message", "field"?}}``. Views raise; :func:`json_errors` turns
+Bodies are ``{"error": {"code", "message", "field"?, "rule"?}}``: ``field`` says where the
+request is wrong, ``rule`` which rule of the payload's JSON Schema it breaks. Views raise; :func:`json_errors` turns
 the raise into the response, and logs anything unexpected with its traceback and task id.
 """
 
@@ -30,17 +31,21 @@ class HttpError(Exception):
         message: str,
         *,
         field: str | None = None,
+        rule: str | None = None,
         headers: dict[str, str | list[str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.rule = rule
         self.headers: dict[str, str | list[str]] = headers or {}
 
     def response(self) -> Response:
         error: dict[str, str] = {"code": self.code, "message": self.message}
         if self.field:
             error["field"] = self.field
+        if self.rule:
+            error["rule"] = self.rule
         return Response({"error": error}, status_code=self.status, headers=self.headers)
 
 
@@ -89,7 +94,7 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
         except PayloadTooLarge as exc:
             return TooLarge(exc.message, field=exc.field).response()
         except ValidationError as exc:
-            return Unprocessable(exc.message, field=exc.field).response()
+            return Unprocessable(exc.message, field=exc.field, rule=exc.rule).response()
         except TaskNotFound as exc:
             return NotFound(str(exc)).response()
         except (BotoCoreError, ClientError) as exc:

@@ -1,4 +1,4 @@
-"""The edge's clients, built once per Lambda instance (or ``chalice local`` process).
+"""The edge's clients and catalogue, built once per Lambda instance (or ``chalice local`` process).
 
 Built on first use rather than at import so that ``chalice package`` can import the app without
 a configured environment; the first request of a misconfigured instance fails naming the variable.
@@ -9,13 +9,20 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 
+from taskcore.catalogue import Catalogue
 from taskcore.config import Config
+from taskcore.errors import ConfigError
 from taskcore.store import TaskStore
 
+from .payloads import Payloads
 from .publisher import Publisher
+
+BUNDLED_CATALOGUE = Path(__file__).resolve().parent / "catalogue.json"
+"""Where ``make package`` puts the catalogue exported from the task modules, for Lambda."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,8 @@ class Services:
     config: Config
     store: TaskStore
     publisher: Publisher
+    catalogue: Catalogue
+    payloads: Payloads
 
 
 _build_lock = threading.Lock()
@@ -34,14 +43,36 @@ def current() -> Services:
         return _build()
 
 
+def load_catalogue(config: Config) -> Catalogue:
+    """The task types this edge accepts: ``TASKCAST_CATALOGUE``, else the bundled file."""
+    path = config.catalogue_path or (str(BUNDLED_CATALOGUE) if BUNDLED_CATALOGUE.exists() else None)
+    if path is None:
+        raise ConfigError(
+            "TASKCAST_CATALOGUE",
+            "is not set and no chalicelib/catalogue.json is bundled; export one from your task "
+            "modules with `taskcast tasks export MODULES -o FILE`",
+        )
+    try:
+        return Catalogue.load(path)
+    except ValueError as exc:
+        raise ConfigError("TASKCAST_CATALOGUE", str(exc)) from None
+
+
 @functools.cache
 def _build() -> Services:
     config = Config.from_env(need=("rabbitmq", "watch_secret", "api_keys"))
+    catalogue = load_catalogue(config)
+    try:
+        payloads = Payloads(catalogue)
+    except ValueError as exc:
+        raise ConfigError("TASKCAST_CATALOGUE", str(exc)) from None
     dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
     return Services(
         config=config,
         store=TaskStore(dynamodb, config.names.tasks_table, config.names.idempotency_table),
         publisher=Publisher(config.rabbitmq, config.names),
+        catalogue=catalogue,
+        payloads=payloads,
     )
 
 

@@ -6,17 +6,17 @@ import json
 import time
 from typing import Any
 
-from taskcore import catalogue
-from taskcore.catalogue import Priority
+from taskcore.catalogue import Catalogue
 from taskcore.clock import iso
 from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
+from taskcore.tasktype import OPTION_FIELDS
 
-from .errors import BadRequest, TooLarge, Unprocessable, one_of
+from .errors import BadRequest, TooLarge, Unprocessable
+from .payloads import Payloads
 
 MAX_BODY_BYTES = 128 * 1024
-MAX_DELAY_S = 7 * 86400
-FIELDS = frozenset({"type", "payload", "priority", "delay_seconds"})
+FIELDS = frozenset({"type", "payload", *OPTION_FIELDS})
 
 
 def parse_body(raw: bytes | None) -> dict[str, Any]:
@@ -34,8 +34,14 @@ def parse_body(raw: bytes | None) -> dict[str, Any]:
     return body
 
 
-def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
-    """A pending task for ``owner`` from a parsed body; 422 if the body does not fit its type."""
+def new_task(
+    body: dict[str, Any], owner: str, task_ttl_s: int, catalogue: Catalogue, payloads: Payloads
+) -> Task:
+    """A pending task for ``owner`` from a parsed body; 422 if the body does not fit its type.
+
+    The options in force are the type's defaults, changed by the body's option fields within
+    the type's limits.
+    """
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise Unprocessable(
@@ -43,15 +49,8 @@ def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
             field=unknown[0],
         )
     task_type = catalogue.lookup(body.get("type"))
-    payload = task_type.validate(body.get("payload", {}))
-    priority = (
-        one_of(Priority, body["priority"], "priority") if "priority" in body else task_type.priority
-    )
-    delay_s = body.get("delay_seconds", 0)
-    if not isinstance(delay_s, int) or isinstance(delay_s, bool) or not 0 <= delay_s <= MAX_DELAY_S:
-        raise Unprocessable(
-            f"delay_seconds must be a whole number from 0 to {MAX_DELAY_S}", field="delay_seconds"
-        )
+    options = task_type.options(body)
+    payload = payloads.validate(task_type, body.get("payload"))
     now = time.time()
     created = iso(now)
     return Task(
@@ -60,12 +59,16 @@ def new_task(body: dict[str, Any], owner: str, task_ttl_s: int) -> Task:
         type=task_type.name,
         payload=payload,
         status=Status.PENDING,
-        priority=priority,
-        max_attempts=task_type.max_attempts,
-        timeout_s=task_type.timeout_s,
+        priority=options.priority,
+        max_attempts=options.max_attempts,
+        timeout_s=options.timeout_s,
         created_at=created,
         updated_at=created,
         expires_at=int(now) + task_ttl_s,
         trace_id=new_trace_id(),
-        run_at=iso(now + delay_s) if delay_s else None,
+        run_at=iso(now + options.delay_s) if options.delay_s else None,
+        queue=task_type.queue,
+        retry_base_s=task_type.retry_base_s,
+        retry_cap_s=task_type.retry_cap_s,
+        queue_timeout_s=task_type.queue_timeout_s,
     )

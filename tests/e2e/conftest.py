@@ -40,6 +40,7 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TASKCAST_WATCH_SECRET": WATCH_SECRET,
         "TASKCAST_API_KEYS": "dev-key=dev",
         "TASKCAST_CANCEL_GRACE": "1",
+        "TASKCAST_TASKS": "taskcast_demo.tasks",
     }
     env.pop("AWS_ENDPOINT_URL", None)
     log_path = tmp_path_factory.mktemp("shared") / "stack.log"

@@ -58,7 +58,7 @@ def test_a_failed_task_makes_submit_watch_exit_1_and_shows_its_error(shared_stac
         "--watch",
     )
     assert done.returncode == 1
-    assert "HandlerError" in done.stdout
+    assert "simulated" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ async def test_a_failed_attempt_is_retried_after_a_backoff_until_one_succeeds(
     assert statuses[-5:] == ["retrying", "running", "retrying", "running", "succeeded"]
     retrying = [e for e in events if e["status"] == "retrying"]
     assert [e["attempt"] for e in retrying] == [1, 2]
-    assert all(e["error"]["type"] == "HandlerError" for e in retrying)
+    assert all(e["error"]["type"] == "flaky" for e in retrying)
     assert all(e["retry_at"] > e["ts"] for e in retrying)
     assert (record["status"], record["attempt"], record["result"]) == (
         "succeeded",
@@ -53,7 +53,7 @@ async def test_a_task_that_keeps_failing_fails_after_its_last_attempt(shared_sta
     assert record["status"] == "failed"
     assert record["attempt"] == 3
     assert record["error"] == {
-        "type": "HandlerError",
+        "type": "flaky",
         "message": "attempt 3 fails on purpose (5 will)",
     }
 

@@ -132,7 +132,7 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
         ):
             doubled += 1
         if record["status"] == "failed":
-            assert record["error"]["type"] == "HandlerError"
+            assert record["error"]["type"] == "simulated"
             assert events[-1]["event"]["error"] == end["error"] == record["error"]
         else:
             assert events[-1]["event"]["result"] == end["result"] == record["result"]

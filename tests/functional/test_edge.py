@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from taskcore import token
 from taskcore.clock import parse_iso
 from taskcore.config import Config
+from taskcore.errors import ConfigError
 from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
@@ -103,6 +104,12 @@ def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) ->
         ({"type": "demo.noop", "colour": "red"}, 422, "colour"),
         ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, "payload"),
         ({"type": "demo.noop", "payload": {"x": "a" * 200_000}}, 413, None),
+        ({"type": "demo.sleep", "payload": {"steps": 0}}, 422, "payload.steps"),
+        ({"type": "demo.noop", "max_attempts": 11}, 422, "max_attempts"),
+        ({"type": "demo.noop", "max_attempts": 0}, 422, "max_attempts"),
+        ({"type": "demo.noop", "timeout_s": 3601}, 422, "timeout_s"),
+        ({"type": "demo.noop", "timeout_s": "60"}, 422, "timeout_s"),
+        ({"type": "demo.noop", "delay_seconds": -1}, 422, "delay_seconds"),
     ],
 )
 async def test_bad_input_gets_a_4xx_that_says_what_is_wrong_and_stores_nothing(
@@ -341,9 +348,58 @@ def test_when_dynamodb_is_down_or_throttling_the_answer_is_503_not_500(
     assert error_of(response)["code"] == "unavailable"
 
 
-def test_the_catalogue_is_listed(edge: Client) -> None:
-    names = {t["name"] for t in json.loads(edge.http.get("/types").body)["types"]}
-    assert {"demo.sleep", "demo.noop"} <= names
+def test_the_task_types_are_listed_with_their_schemas_defaults_and_limits(edge: Client) -> None:
+    types = {t["name"]: t for t in json.loads(edge.http.get("/task-types").body)["task_types"]}
+    assert {"demo.sleep", "demo.flaky", "demo.noop", "demo.stream"} <= set(types)
+    sleep = types["demo.sleep"]
+    assert sleep["payload_schema"]["properties"]["steps"]["maximum"] == 100
+    assert sleep["defaults"]["timeout_s"] == 660
+    assert sleep["limits"] == {"max_attempts": 10, "timeout_s": 3600, "delay_seconds": 604800}
+
+
+def test_a_payload_that_breaks_a_schema_rule_is_422_naming_the_field_and_the_rule(
+    edge: Client,
+) -> None:
+    response = submit(edge, {"type": "demo.sleep", "payload": {"fail_rate": 2}})
+
+    assert response.status_code == 422
+    error = error_of(response)
+    assert (error["field"], error["rule"]) == ("payload.fail_rate", "maximum")
+    assert "2 is greater than the maximum of 1" in error["message"]
+
+
+def test_a_call_sets_its_options_within_limits_and_the_answer_states_them(edge: Client) -> None:
+    response = submit(
+        edge,
+        {
+            "type": "demo.sleep",
+            "payload": {"seconds": 1},
+            "max_attempts": 4,
+            "timeout_s": 90,
+            "priority": "high",
+        },
+    )
+
+    assert response.status_code == 202
+    task = json.loads(response.body)["task"]
+    assert (task["max_attempts"], task["timeout_s"], task["priority"], task["queue"]) == (
+        4,
+        90,
+        "high",
+        "default",
+    )
+    assert task["payload"] == {"seconds": 1, "fail_rate": 0.1, "steps": 5}
+
+
+def test_an_edge_without_a_catalogue_fails_naming_the_setting(
+    edge: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import services
+
+    monkeypatch.delenv("TASKCAST_CATALOGUE")
+    services.reset()
+    with pytest.raises(ConfigError, match="TASKCAST_CATALOGUE"):
+        services.current()
 
 
 json_values = st.recursive(

@@ -11,13 +11,17 @@ import redis
 from taskcore.config import Config
 from taskcore.store import TaskStore
 from worker_container import services
+from worker_container.registry import Advertiser
 
 
 @pytest.fixture
 def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
     """The worker-side services of this test's namespace, built afresh and forgotten after."""
     services.current.cache_clear()
-    yield services.current()
+    built = services.current()
+    # As a live worker would: say that the demo types are served, so tasks are enqueued.
+    Advertiser(built.redis, config.names, built.definitions).advertise()
+    yield built
     services.current.cache_clear()
 
 

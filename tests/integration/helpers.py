@@ -6,13 +6,19 @@ import time
 from typing import Any
 
 import redis
+from rq import Queue
 
-from taskcore.catalogue import Priority, lookup
+from taskcore.catalogue import Catalogue
 from taskcore.clock import now_iso
+from taskcore.definition import load
 from taskcore.event import Event
 from taskcore.names import Names
 from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
+from taskcore.tasktype import DEFAULT_QUEUE, Priority
+from worker_container.services import Services
+
+DEMO = Catalogue(d.task_type for d in load(["taskcast_demo.tasks"]).values())
 
 
 def make_task(
@@ -21,13 +27,13 @@ def make_task(
     owner: str = "alice",
     **changes: Any,
 ) -> Task:
-    kind = lookup(task_type)
+    kind = DEMO.lookup(task_type)
     now = now_iso()
     fields: dict[str, Any] = dict(
         task_id=new_task_id(),
         owner=owner,
         type=task_type,
-        payload=kind.validate(payload or {}),
+        payload=kind.with_defaults(payload or {}),
         status=Status.PENDING,
         priority=Priority.NORMAL,
         max_attempts=kind.max_attempts,
@@ -36,9 +42,17 @@ def make_task(
         updated_at=now,
         expires_at=int(time.time()) + 3600,
         trace_id=new_trace_id(),
+        queue=kind.queue,
+        retry_base_s=kind.retry_base_s,
+        retry_cap_s=kind.retry_cap_s,
     )
     fields.update(changes)
     return Task(**fields)
+
+
+def default_queues(svc: Services) -> list[Queue]:
+    """The RQ queues of the default queue, in the order a worker serves them."""
+    return [svc.queue(p, DEFAULT_QUEUE) for p in Priority]
 
 
 def logged_events(client: redis.Redis, names: Names, task_id: str) -> list[Event]:

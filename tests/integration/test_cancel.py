@@ -67,7 +67,9 @@ def test_a_cancelled_queued_task_loses_its_job_and_a_late_job_does_nothing(
 
     Canceller(svc).request(task.task_id)
     assert not Job.exists(task.task_id, connection=svc.redis)
-    run_task(task.task_id)  # a job that was already taken runs anyway: it must not start the task
+    run_task(
+        task.task_id, task.type
+    )  # a job that was already taken runs anyway: it must not start the task
 
     final = store.get(task.task_id)
     assert final is not None
@@ -106,7 +108,7 @@ def test_a_job_whose_task_has_a_cancel_recorded_cancels_it_and_never_starts_it(
     task = created(store, *path)
     store.request_cancel(task.task_id)
 
-    run_task(task.task_id)
+    run_task(task.task_id, task.type)
 
     final = store.get(task.task_id)
     assert final is not None
@@ -151,7 +153,7 @@ def test_a_running_cooperative_handler_stops_at_its_next_step(
     svc: services.Services, store: TaskStore, config: Config
 ) -> None:
     task = created(store, Status.QUEUED, seconds=30, steps=100, fail_rate=0)
-    running = threading.Thread(target=run_task, args=(task.task_id,))
+    running = threading.Thread(target=run_task, args=(task.task_id, task.type))
     running.start()
     try:
         while (

@@ -24,7 +24,7 @@ from worker_container import services
 from worker_container.canceller import Canceller
 from worker_container.relay import Relay, RelayService
 
-from .helpers import logged_events, make_task
+from .helpers import default_queues, logged_events, make_task
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ async def until(predicate: Any, timeout_s: float = 10.0) -> None:
 
 def run_jobs(svc: services.Services) -> None:
     """Drain the RQ queues in this process (so moto's in-process mock serves the job)."""
-    SimpleWorker(list(svc.queues.values()), connection=svc.redis).work(burst=True)
+    SimpleWorker(default_queues(svc), connection=svc.redis).work(burst=True)
 
 
 async def submit(
@@ -85,7 +85,7 @@ async def submit(
 
 
 def rq_queue_length(svc: services.Services) -> int:
-    return sum(len(q) for q in svc.queues.values())
+    return sum(len(q) for q in default_queues(svc))
 
 
 async def test_relay_queues_the_task_emits_the_event_and_acks(
@@ -104,7 +104,7 @@ async def test_relay_queues_the_task_emits_the_event_and_acks(
     assert task.status is Status.QUEUED
     (event,) = logged_events(redis_client, config.names, task_id)
     assert (event.seq, event.status, event.kind) == (1, Status.QUEUED, EventKind.STATUS)
-    assert svc.queues[task.priority].job_ids == [task_id]
+    assert svc.queue_of(task).job_ids == [task_id]
     queue = await amqp.get_queue(config.names.tasks_queue)
     await until(lambda: queue.declaration_result.message_count == 0)
 
@@ -134,7 +134,7 @@ def test_a_delayed_task_is_queued_now_and_scheduled_to_start_at_its_run_at(
     Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
 
     assert rq_queue_length(svc) == 0  # not runnable yet
-    registry = svc.queues[task.priority].scheduled_job_registry
+    registry = svc.queue_of(task).scheduled_job_registry
     assert abs(registry.get_scheduled_time(task.task_id).timestamp() - run_at) < 1.5
     (event,) = logged_events(redis_client, config.names, task.task_id)
     assert (event.status, event.run_at) == (Status.QUEUED, iso(run_at))
@@ -163,7 +163,7 @@ def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(
 
     Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
 
-    assert svc.queues[task.priority].job_ids == [task.task_id]
+    assert svc.queue_of(task).job_ids == [task.task_id]
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
     assert rq_queue_length(svc) == 0
 
 
-async def test_a_record_of_an_unknown_type_fails_and_is_dead_lettered(
+async def test_a_task_of_a_type_no_worker_serves_waits_and_is_not_dead_lettered_yet(
     relay: None,
     amqp: aio_pika.abc.AbstractChannel,
     config: Config,
@@ -207,13 +207,13 @@ async def test_a_record_of_an_unknown_type_fails_and_is_dead_lettered(
         amqp, config, Submitted(task.task_id, "retired.type", task.trace_id).encode(), task.task_id
     )
 
-    dead = await drain(await amqp.get_queue(config.names.dead_queue))
-    assert "unknown task type" in str(dead[0].headers[REASON_HEADER])
-    failed = store.get(task.task_id)
-    assert failed is not None
-    assert failed.status is Status.FAILED
-    assert failed.error is not None
-    assert failed.error.type == "unknown_type"
+    await until(lambda: getattr(store.get(task.task_id), "status", None) is Status.QUEUED)
+    waiting = store.get(task.task_id)
+    assert waiting is not None
+    assert waiting.waiting is not None
+    assert "'retired.type'" in waiting.waiting
+    assert await drain(await amqp.get_queue(config.names.dead_queue), timeout_s=0.5) == []
+    assert rq_queue_length(svc) == 0
 
 
 async def test_a_task_runs_and_its_log_tells_every_step_in_order(
@@ -264,7 +264,7 @@ async def test_a_failing_handler_fails_the_task_with_its_error(
     assert task is not None
     assert task.status is Status.FAILED
     assert task.error is not None
-    assert task.error.type == "HandlerError"
+    assert task.error.type == "simulated"
     last = logged_events(redis_client, config.names, task_id)[-1]
     assert last.status is Status.FAILED
     assert last.error == task.error
@@ -276,7 +276,7 @@ def test_a_duplicate_job_of_a_finished_task_does_nothing(
     task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
     store.create(task)
     Queue(config.names.rq_queue(task.priority), connection=svc.redis).enqueue(
-        "worker_container.job.run_task", task.task_id
+        "worker_container.job.run_task", task.task_id, task.type
     )
 
     run_jobs(svc)
@@ -290,7 +290,9 @@ def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(
 ) -> None:
     task = make_task(payload={"seconds": 5, "steps": 1, "fail_rate": 0}, status=Status.QUEUED)
     store.create(task)
-    svc.queues[task.priority].enqueue("worker_container.job.run_task", task.task_id, job_timeout=1)
+    svc.queue_of(task).enqueue(
+        "worker_container.job.run_task", task.task_id, task.type, job_timeout=1
+    )
 
     run_jobs(svc)
 

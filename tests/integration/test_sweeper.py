@@ -23,6 +23,7 @@ from taskcore.task import Task
 from tests.conftest import drain
 from worker_container.job import run_task
 from worker_container.lease import Lease
+from worker_container.registry import Advertiser
 from worker_container.services import Services
 from worker_container.sweeper import Sweeper, SweeperService
 
@@ -41,7 +42,9 @@ def fast(config: Config) -> Config:
 
 @pytest.fixture
 def swept(aws: Any, redis_client: redis.Redis, fast: Config) -> Services:
-    return Services.build(fast)
+    built = Services.build(fast, load_tasks=True)
+    Advertiser(built.redis, fast.names, built.definitions).advertise()
+    return built
 
 
 @pytest.fixture
@@ -85,7 +88,7 @@ def test_a_queued_task_whose_job_redis_lost_is_enqueued_again_and_runs_once(
 
     assert Job.fetch(task.task_id, connection=swept.redis).get_status() is JobStatus.QUEUED
     monkeypatch.setattr("worker_container.services.current", lambda: swept)
-    run_task(task.task_id)
+    run_task(task.task_id, task.type)
     final = store.get(task.task_id)
     assert final is not None
     assert (final.status, final.attempt) == (Status.SUCCEEDED, 1)
@@ -95,7 +98,7 @@ def test_a_queued_task_whose_job_failed_before_claiming_it_is_enqueued_again(
     sweeper: Sweeper, store: TaskStore, swept: Services
 ) -> None:
     task = stored(store, status=Status.QUEUED)
-    job = swept.queues[task.priority].enqueue(run_task, task.task_id, job_id=task.task_id)
+    job = swept.queue_of(task).enqueue(run_task, task.task_id, task.type, job_id=task.task_id)
     job.set_status(JobStatus.FAILED)  # e.g. DynamoDB was down when the job tried to claim
 
     assert sweeper.sweep().requeued == 1
@@ -112,7 +115,7 @@ def test_a_retrying_task_whose_scheduled_job_was_lost_is_scheduled_for_its_retry
 
     job = Job.fetch(task.task_id, connection=swept.redis)
     assert job.get_status() is JobStatus.SCHEDULED
-    registry = swept.queues[task.priority].scheduled_job_registry
+    registry = swept.queue_of(task).scheduled_job_registry
     assert abs(registry.get_scheduled_time(task.task_id).timestamp() - retry_at) < 1.5
 
 
@@ -121,14 +124,15 @@ def test_a_scheduled_retry_long_overdue_is_moved_to_its_queue_when_no_scheduler_
 ) -> None:
     """The worker whose RQ scheduler held the lock was SIGKILLed: nobody enqueues due jobs."""
     task = stored(store, status=Status.RETRYING, attempt=1, retry_at=LONG_AGO)
-    queue = swept.queues[task.priority]
+    queue = swept.queue_of(task)
     long_ago = datetime.fromtimestamp(time.time() - 3600, UTC)
-    queue.enqueue_at(long_ago, run_task, task.task_id, job_id=task.task_id)
+    queue.enqueue_at(long_ago, run_task, task.task_id, task.type, job_id=task.task_id)
     due_soon = stored(store, status=Status.RETRYING, attempt=1, retry_at=iso(time.time() + 60))
     queue.enqueue_at(
         datetime.fromtimestamp(time.time() + 60, UTC),
         run_task,
         due_soon.task_id,
+        due_soon.type,
         job_id=due_soon.task_id,
     )
 

@@ -81,4 +81,11 @@ def test_namespace_names_every_resource() -> None:
         "blue.dead",
     )
     assert names.tasks_table == "blue-tasks"
-    assert names.rq_queues == ["blue.high", "blue.normal", "blue.low"]
+    assert names.rq_queues(["default", "images"]) == [
+        "blue.default.high",
+        "blue.images.high",
+        "blue.default.normal",
+        "blue.images.normal",
+        "blue.default.low",
+        "blue.images.low",
+    ]

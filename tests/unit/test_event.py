@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from taskcore.catalogue import Priority
 from taskcore.errors import EventDecodeError
 from taskcore.event import Cursor, Event, EventKind
 from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
+from taskcore.tasktype import Priority
 
 
 def _task(**changes: object) -> Task:

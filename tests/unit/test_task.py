@@ -1,10 +1,10 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskcore.catalogue import Priority
 from taskcore.clock import iso
 from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
+from taskcore.tasktype import Priority
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
