@@ -88,8 +88,28 @@ def submit() -> Response:
     publishing nothing; the same key with another body is ``422``.
     """
     owner = _owner()
+    return _accept(parse_body(app.current_request.raw_body), owner)
+
+
+@app.route("/{shortcut}", methods=["POST"], content_types=["application/json"])
+@json_errors
+def submit_shortcut(shortcut: str) -> Response:
+    """``POST /<shortcut>``: submit the task type that declares it, the body as its payload.
+
+    ``POST /images {"url", "filter"}`` answers as ``POST /tasks`` would with
+    ``{"type": "image.filter", "payload": {"url", "filter"}}``.
+    """
+    task_type = services.current().catalogue.by_shortcut(shortcut)
+    if task_type is None:
+        raise NotFound(f"no route POST /{shortcut}")
+    owner = _owner()
+    payload = parse_body(app.current_request.raw_body)
+    return _accept({"type": task_type.name, "payload": payload}, owner)
+
+
+def _accept(body: dict[str, Any], owner: str) -> Response:
+    """Validate, record and publish a submission; the ``202`` (or the idempotent replay)."""
     svc = services.current()
-    body = parse_body(app.current_request.raw_body)
     task = new_task(body, owner, svc.config.task_ttl_s, svc.catalogue, svc.payloads)
     key = app.current_request.headers.get("idempotency-key")
     if key is None:

@@ -202,9 +202,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_image_demo
+    from .stack import Ports
 
-    return run_demo(tasks=args.tasks, workers=args.workers)
+    ports = Ports(args.edge_port, args.realtime_port, args.moto_port)
+    if args.image:
+        return run_image_demo(image_filter=args.filter, ports=ports)
+    return run_demo(tasks=args.tasks, workers=args.workers, ports=ports)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="start the stack, run demo tasks, watch them, stop")
     demo.add_argument("--tasks", type=int, default=6)
     demo.add_argument("--workers", type=int, default=3)
+    demo.add_argument(
+        "--image", action="store_true", help="run the image task on a sample image instead"
+    )
+    demo.add_argument(
+        "--filter",
+        default="sepia",
+        choices=["grayscale", "blur", "sharpen", "edges", "sepia", "thumbnail", "rotate"],
+        help="the filter of --image",
+    )
+    demo.add_argument("--edge-port", type=int, default=8000)
+    demo.add_argument("--realtime-port", type=int, default=8765)
+    demo.add_argument("--moto-port", type=int, default=5000)
     demo.set_defaults(run=cmd_demo)
     return parser
 

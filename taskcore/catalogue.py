@@ -24,10 +24,18 @@ class Catalogue(Mapping[str, TaskType]):
 
     def __init__(self, types: Iterable[TaskType] = ()) -> None:
         self._types: dict[str, TaskType] = {}
+        self._shortcuts: dict[str, TaskType] = {}
         for task_type in types:
             if task_type.name in self._types:
                 raise ValueError(f"task type {task_type.name!r} is declared twice")
             self._types[task_type.name] = task_type
+            if task_type.shortcut is not None:
+                other = self._shortcuts.setdefault(task_type.shortcut, task_type)
+                if other is not task_type:
+                    raise ValueError(
+                        f"task types {other.name!r} and {task_type.name!r} both take the "
+                        f"shortcut /{task_type.shortcut}"
+                    )
 
     def __getitem__(self, name: str) -> TaskType:
         return self._types[name]
@@ -49,6 +57,10 @@ class Catalogue(Mapping[str, TaskType]):
             raise UnknownTaskType(
                 f"unknown task type {name!r}; known types: {known}", field="type"
             ) from None
+
+    def by_shortcut(self, shortcut: str) -> TaskType | None:
+        """The type that ``POST /<shortcut>`` submits, if any."""
+        return self._shortcuts.get(shortcut)
 
     @property
     def queues(self) -> list[str]:

@@ -163,6 +163,7 @@ def task(
     attempts_limit: int = 10,
     timeout_limit_s: int = 3600,
     delay_limit_s: int = MAX_DELAY_S,
+    shortcut: str | None = None,
 ) -> Callable[[TaskFunction], TaskDefinition]:
     """Declare the decorated ``function(ctx, payload)`` as the task type ``name``.
 
@@ -170,6 +171,7 @@ def task(
     submission against it and fills in its top-level defaults. ``max_attempts``, ``timeout_s``
     and ``priority`` are defaults a call may change, up to ``attempts_limit``,
     ``timeout_limit_s`` and ``delay_limit_s``. ``queue`` picks the workers that run it.
+    ``shortcut="images"`` also accepts ``POST /images`` with the payload as the whole body.
     ``ValueError`` at import if anything is out of range.
     """
 
@@ -201,6 +203,7 @@ def task(
             attempts_limit=attempts_limit,
             timeout_limit_s=timeout_limit_s,
             delay_limit_s=delay_limit_s,
+            shortcut=shortcut,
         )
         return TaskDefinition(task_type, function, model)
 

@@ -29,6 +29,9 @@ MAX_DELAY_S = 7 * 86400
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 """Dotted lowercase names (``myapp.report``): safe as AMQP routing keys and Redis key parts."""
 QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+SHORTCUT = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+RESERVED_PATHS = frozenset({"tasks", "task-types", "health"})
+"""The edge's own first path segments, which no shortcut may take."""
 DEFAULT_QUEUE = "default"
 ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 """The schema of a type that declares none: any JSON object."""
@@ -79,6 +82,8 @@ class TaskType:
     """The longest timeout a call may ask for."""
     delay_limit_s: int = MAX_DELAY_S
     """The longest ``delay_seconds`` a call may ask for."""
+    shortcut: str | None = None
+    """``POST /<shortcut>`` submits this type with the body as its payload (``POST /images``)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -86,6 +91,15 @@ class TaskType:
             problems.append("its name must be dotted lowercase words, e.g. 'myapp.report'")
         if not QUEUE_NAME.match(self.queue):
             problems.append("queue must be 1-40 lowercase letters, digits, '_' or '-'")
+        if self.shortcut is not None and (
+            not isinstance(self.shortcut, str)
+            or not SHORTCUT.match(self.shortcut)
+            or self.shortcut in RESERVED_PATHS
+        ):
+            problems.append(
+                "shortcut must be 1-40 lowercase letters, digits or '-', and not one of "
+                + ", ".join(sorted(RESERVED_PATHS))
+            )
         if not isinstance(self.payload_schema, Mapping):
             problems.append("payload_schema must be a JSON Schema object")
         elif self.payload_schema.get("type", "object") != "object":
@@ -170,13 +184,16 @@ class TaskType:
 
     def to_json(self) -> dict[str, Any]:
         """The type as the catalogue and ``GET /task-types`` give it."""
-        return {
+        data = {
             "name": self.name,
             "description": self.description,
             "payload_schema": dict(self.payload_schema),
             "defaults": self.defaults(),
             "limits": self.limits(),
         }
+        if self.shortcut is not None:
+            data["shortcut"] = f"/{self.shortcut}"
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> TaskType:
@@ -199,9 +216,18 @@ class TaskType:
                 attempts_limit=limits.get("max_attempts", 10),
                 timeout_limit_s=limits.get("timeout_s", 3600),
                 delay_limit_s=limits.get("delay_seconds", MAX_DELAY_S),
+                shortcut=_shortcut(data.get("shortcut")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed task type: {exc!r}") from None
+
+
+def _shortcut(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"shortcut must be a path like /images, not {value!r}")
+    return value[1:]
 
 
 def _positive(value: Any) -> bool:

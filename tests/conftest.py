@@ -26,11 +26,14 @@ from taskcore.catalogue import Catalogue
 from taskcore.config import Config
 from taskcore.definition import load
 
+pytest_plugins = ["tests.images"]
+
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TEST_REDIS_DB = 13
 REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
 WATCH_SECRET = "test-secret-that-is-long-enough"
-DEMO_TASKS = "taskcast_demo.tasks"
+DEMO_TASKS = "taskcast_demo.tasks,taskcast_images.tasks"
+"""The task modules every test's environment names: taskcast's own examples."""
 API_KEYS = "alice-key=alice,bob-key=bob"
 
 
@@ -64,7 +67,7 @@ def namespace() -> str:
 def demo_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The catalogue of the demo tasks, exported as ``taskcast tasks export`` would."""
     path = tmp_path_factory.mktemp("catalogue") / "catalogue.json"
-    definitions = load([DEMO_TASKS])
+    definitions = load(DEMO_TASKS.split(","))
     path.write_text(Catalogue(d.task_type for d in definitions.values()).dumps())
     return path
 

@@ -22,9 +22,11 @@ DOCUMENTED_URL = "http://127.0.0.1:8000"
 
 def examples(language: str) -> list[str]:
     """The README's fenced blocks in ``language`` that talk to the documented stack with the
-    demo tasks (the tutorial's, which bring their own tasks, are test_tutorial's)."""
-    before, _, rest = README.read_text().partition("## Your first task")
-    text = before + "\n## " + rest.split("\n## ", 1)[1]
+    demo tasks (the walkthroughs, which bring their own tasks, are test_walkthroughs')."""
+    text = README.read_text()
+    for walkthrough in ("## Your first task\n", "## The image task\n"):
+        before, _, rest = text.partition(walkthrough)
+        text = before + "\n## " + rest.split("\n## ", 1)[1]
     blocks = re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
     return [b for b in blocks if DOCUMENTED_URL in b or b.startswith("taskcast ")]
 

@@ -368,6 +368,62 @@ def test_a_payload_that_breaks_a_schema_rule_is_422_naming_the_field_and_the_rul
     assert "2 is greater than the maximum of 1" in error["message"]
 
 
+def test_a_shortcut_route_submits_its_type_with_the_body_as_payload(edge: Client) -> None:
+    response = edge.http.post(
+        "/images",
+        headers={**ALICE, "Content-Type": "application/json"},
+        body=json.dumps({"url": "https://images.example/cat.png", "filter": "blur"}),
+    )
+
+    assert response.status_code == 202
+    task = json.loads(response.body)["task"]
+    assert (task["type"], task["queue"], task["max_attempts"]) == ("image.filter", "images", 3)
+    assert task["payload"] == {
+        "url": "https://images.example/cat.png",
+        "filter": "blur",
+        "params": {},
+        "format": "png",
+    }
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "rule"),
+    [
+        ({"url": "ftp://images.example/cat.png", "filter": "blur"}, "payload.url", "pattern"),
+        ({"url": "http://user:pw@images.example/", "filter": "blur"}, "payload.url", "pattern"),
+        ({"url": "https://images.example/cat.png", "filter": "melt"}, "payload.filter", "enum"),
+        ({"filter": "blur"}, "payload", "required"),
+        (
+            {"url": "https://i.example/c.png", "filter": "blur", "params": {"radius": 99}},
+            "payload.params.radius",
+            "maximum",
+        ),
+        (
+            {"url": "https://i.example/c.png", "filter": "rotate", "format": "gif"},
+            "payload.format",
+            "enum",
+        ),
+    ],
+)
+def test_an_image_payload_is_checked_at_the_edge(
+    edge: Client, payload: dict[str, Any], field: str, rule: str
+) -> None:
+    response = edge.http.post(
+        "/images", headers={**ALICE, "Content-Type": "application/json"}, body=json.dumps(payload)
+    )
+
+    assert response.status_code == 422
+    assert (error_of(response)["field"], error_of(response)["rule"]) == (field, rule)
+
+
+def test_a_path_that_is_no_shortcut_is_404_in_the_apis_shape(edge: Client) -> None:
+    response = edge.http.post(
+        "/nothing-here", headers={**ALICE, "Content-Type": "application/json"}, body="{}"
+    )
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
 def test_a_call_sets_its_options_within_limits_and_the_answer_states_them(edge: Client) -> None:
     response = submit(
         edge,

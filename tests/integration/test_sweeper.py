@@ -81,7 +81,7 @@ def test_a_pending_task_left_behind_is_published_again_once_per_period(
 def test_a_queued_task_whose_job_redis_lost_is_enqueued_again_and_runs_once(
     sweeper: Sweeper, store: TaskStore, swept: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task = stored(store, status=Status.QUEUED)
+    task = stored(store, status=Status.QUEUED, payload={"seconds": 0, "steps": 1, "fail_rate": 0})
 
     assert sweeper.sweep().requeued == 1
     assert sweeper.sweep().requeued == 0  # its job exists now

@@ -135,6 +135,22 @@ def test_a_malformed_catalogue_file_is_refused_naming_the_file(tmp_path: Path) -
         Catalogue.from_json({"v": 2, "task_types": []})
 
 
+def test_a_shortcut_travels_in_the_catalogue_and_names_one_type() -> None:
+    images = TaskType("tests.images", shortcut="images")
+    catalogue = Catalogue.from_json(json.loads(Catalogue([images, report.task_type]).dumps()))
+    assert catalogue.by_shortcut("images") == images
+    assert catalogue.by_shortcut("tests.report") is None
+    assert images.to_json()["shortcut"] == "/images"
+    with pytest.raises(ValueError, match="both take the shortcut /images"):
+        Catalogue([images, TaskType("tests.other", shortcut="images")])
+
+
+@pytest.mark.parametrize("shortcut", ["tasks", "task-types", "health", "Images", "a/b", ""])
+def test_a_shortcut_may_not_take_the_apis_own_paths_or_odd_names(shortcut: str) -> None:
+    with pytest.raises(ValueError, match="shortcut"):
+        TaskType("tests.bad", shortcut=shortcut)
+
+
 def test_two_types_of_one_name_are_refused() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         Catalogue([report.task_type, report.task_type])

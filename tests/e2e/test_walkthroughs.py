@@ -1,9 +1,11 @@
-"""The README's "Your first task", followed step by step as a newcomer would, outside the repo.
+"""The README's walkthroughs ("Your first task", "The image task"), followed step by step as a
+newcomer would, in a folder outside the repository.
 
-Each step is a fenced block after a ``<!-- tutorial:KIND -->`` marker: ``shell`` runs in bash,
-``file PATH`` is written to PATH, ``up`` starts the stack in the background, ``python`` runs.
-The commands are run as written; only the stack's ports, namespace and Redis database are the
-test's own, so that it shares nothing with other tests.
+Each step is a fenced block after a ``<!-- step:KIND -->`` marker: ``shell`` runs in bash,
+``file PATH`` is written to PATH, ``background`` starts a process that runs until the end,
+``up`` starts the stack in the background, ``python`` runs. The commands are run as written;
+only the ports, the namespace and the Redis database are the test's own, so that it shares
+nothing with other tests.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[2] / "README.md"
 DOCUMENTED_URL = "http://127.0.0.1:8000"
 REDIS_URL = "redis://127.0.0.1:6379/11"
-STEP = re.compile(r"<!-- tutorial:(\w+)(?: (\S+))? -->\n```\w+\n(.*?)```", re.DOTALL)
+STEP = re.compile(r"<!-- step:(\w+)(?: (\S+))? -->\n```\w+\n(.*?)```", re.DOTALL)
+IMAGES_PORT = "8001"
+"""The port the image walkthrough serves its pictures on."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,14 @@ class Step:
     text: str
 
 
-def tutorial() -> list[Step]:
+def walkthrough(heading: str) -> list[Step]:
     text = README.read_text()
-    section = text.split("## Your first task", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return [Step(kind, argument, body) for kind, argument, body in STEP.findall(section)]
 
 
-def test_the_tutorial_has_the_steps_this_test_follows() -> None:
-    assert [s.kind for s in tutorial()] == [
+def test_the_walkthroughs_have_the_steps_these_tests_follow() -> None:
+    assert [s.kind for s in walkthrough("Your first task")] == [
         "shell",
         "file",
         "up",
@@ -60,6 +64,14 @@ def test_the_tutorial_has_the_steps_this_test_follows() -> None:
         "shell",
         "shell",
         "python",
+    ]
+    assert [s.kind for s in walkthrough("The image task")] == [
+        "shell",
+        "background",
+        "up",
+        "shell",
+        "shell",
+        "shell",
     ]
 
 
@@ -79,12 +91,30 @@ class Newcomer:
             "TASKCAST_URL": f"http://127.0.0.1:{self.edge_port}",
             "COLUMNS": "160",  # a terminal as wide as a newcomer's, so no table wraps
         }
+        self.images_port = free_port()
+        self.background: list[subprocess.Popen[str]] = []
         self.stack: subprocess.Popen[str] | None = None
         self._pump = threading.Thread()
         self.stack_output: list[str] = []
 
     def localised(self, text: str) -> str:
-        return text.replace(DOCUMENTED_URL, f"http://127.0.0.1:{self.edge_port}")
+        return text.replace(DOCUMENTED_URL, f"http://127.0.0.1:{self.edge_port}").replace(
+            IMAGES_PORT, str(self.images_port)
+        )
+
+    def start(self, text: str) -> None:
+        """A process the walkthrough leaves running in another terminal."""
+        self.background.append(
+            subprocess.Popen(
+                ["bash", "-c", self.localised(text)],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        time.sleep(0.5)
 
     def shell(self, text: str) -> str:
         return self._run(["bash", "-euo", "pipefail", "-c", self.localised(text)])
@@ -104,9 +134,9 @@ class Newcomer:
             f" --edge-port {self.edge_port} --realtime-port {self.realtime_port}"
             f" --moto-port {self.moto_port}"
         )
-        command = text.strip() + ports
+        command = self.localised(text).strip() + ports
         self.stack = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
+            ["bash", "-c", command],
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -142,6 +172,9 @@ class Newcomer:
         if self.stack is not None and self.stack.stdout is not None:
             self._pump.join(timeout=5)
             self.stack.stdout.close()
+        for process in self.background:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
 
 
 @pytest.fixture
@@ -165,7 +198,7 @@ def newcomer(tmp_path: Path) -> Iterator[Newcomer]:
 
 def test_a_newcomer_runs_their_own_task_following_the_tutorial(newcomer: Newcomer) -> None:
     assert not str(newcomer.cwd).startswith(str(README.parent))
-    make_package, write_task, start, submit, refused, cli, sdk = tutorial()
+    make_package, write_task, start, submit, refused, cli, sdk = walkthrough("Your first task")
 
     newcomer.shell(make_package.text)
     newcomer.cwd = newcomer.cwd / "hello-taskcast"
@@ -191,3 +224,22 @@ def test_a_newcomer_runs_their_own_task_following_the_tutorial(newcomer: Newcome
     assert logs == [f"log: step {n}: still greeting Lin" for n in (1, 2, 3)], lines
     assert any(line.startswith("end succeeded") for line in lines), lines
     assert lines[-1] == "{'greeting': 'Hello, Lin!'}", lines
+
+
+def test_a_newcomer_filters_an_image_following_the_image_walkthrough(newcomer: Newcomer) -> None:
+    pictures, serve, start, watched_cli, shortcut, download = walkthrough("The image task")
+
+    newcomer.shell(pictures.text)
+    newcomer.start(serve.text)
+    newcomer.up(start.text)
+
+    watched = newcomer.shell(watched_cli.text)
+    assert "image.filter" in watched, watched
+    assert "succeeded" in watched, watched
+    assert '"stage": "upload"' in watched, watched  # its own events, live
+
+    accepted = json.loads(newcomer.shell(shortcut.text))["task"]
+    assert (accepted["type"], accepted["payload"]["filter"]) == ("image.filter", "thumbnail")
+
+    opened = newcomer.shell(download.text).strip()
+    assert opened == "JPEG (480, 320)", opened
