@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 # The modules that declare the tasks `make up` runs; `make up TASKS=myapp.tasks` runs yours.
-TASKS ?= taskcast_demo.tasks
+TASKS ?= taskcast_demo.tasks,taskcast_images.tasks
 
 .PHONY: install services demo up test lint format bench package clean
 

@@ -159,13 +159,31 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             with _client(args) as client:
                 console.print(summary(client.list(status="failed", limit=100).tasks))
         return EXIT_OK
-    replayed = asyncio.run(dlq.replay(url, names, None if args.all else [args.id]))
+
+    async def resubmit_failed(message: dlq.DeadMessage) -> bool:
+        """Submit the message's task again if it failed: the relay would ignore the message."""
+        if message.message_id is None:
+            return False
+        return await asyncio.to_thread(_resubmit_if_failed, args, message.message_id)
+
+    replayed = asyncio.run(
+        dlq.replay(url, names, None if args.all else [args.id], resubmit=resubmit_failed)
+    )
     for message_id in replayed:
-        print(f"{message_id}: republished")
+        print(f"{message_id}: replayed")
     if args.all or replayed:
         print(f"replayed {len(replayed)} dead messages")
         return EXIT_OK
     return _replay_failed_task(args, args.id)
+
+
+def _resubmit_if_failed(args: argparse.Namespace, task_id: str) -> bool:
+    with _client(args) as client:
+        try:
+            status = client.get(task_id)["status"]
+        except ApiError:
+            return False  # not a task of this key's: replay the message as it is
+    return status == "failed" and _replay_failed_task(args, task_id) == EXIT_OK
 
 
 def _replay_failed_task(args: argparse.Namespace, task_id: str) -> int:

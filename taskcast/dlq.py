@@ -17,7 +17,7 @@ whoever runs the stack, not for API clients.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -77,17 +77,28 @@ async def list_dead(url: str, names: Names) -> list[DeadMessage]:
         return [DeadMessage.of(m) for m in messages]
 
 
-async def replay(url: str, names: Names, message_ids: Collection[str] | None) -> list[str]:
+async def replay(
+    url: str,
+    names: Names,
+    message_ids: Collection[str] | None,
+    resubmit: Callable[[DeadMessage], Awaitable[bool]] | None = None,
+) -> list[str]:
     """Publish the dead messages with these ids (all if ``None``) to the tasks exchange again.
 
-    Each is removed from the dead queue only once the broker confirmed its republication.
-    Returns the ids replayed.
+    Each is removed from the dead queue only once the broker confirmed its republication, or
+    once ``resubmit`` says it submitted the message's task again itself: a message whose task
+    has already failed (a task that waited too long for a worker, say) would only be ignored by
+    the relay. Returns the ids replayed either way.
     """
     replayed = []
     async with _dead_messages(url, names) as (channel, messages):
         exchange = await channel.get_exchange(names.exchange, ensure=True)
         for message in messages:
             if message_ids is not None and message.message_id not in message_ids:
+                continue
+            if resubmit is not None and await resubmit(DeadMessage.of(message)):
+                await message.ack()
+                replayed.append(message.message_id or "")
                 continue
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in _DROPPED_ON_REPLAY

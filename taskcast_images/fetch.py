@@ -13,16 +13,17 @@ Limits: connect and read timeouts, :data:`MAX_BYTES` declared (``Content-Length`
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests_hardened import Config as HardenedConfig
 from requests_hardened import HTTPSession
-from requests_hardened.ip_filter import InvalidIPAddress, get_ip_address
+from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 
 from taskcore.errors import ConfigError
@@ -75,20 +76,37 @@ def allowlist_from_env() -> frozenset[tuple[str, int]]:
     return parse_allowlist(os.environ.get("TASKCAST_FETCH_ALLOWLIST"))
 
 
-def check_address(host: str, port: int, *, allow_loopback: bool = False) -> str:
-    """The guard's decision for one connection: the address to connect to, or
-    :class:`FetchError` (not retried) if ``host`` resolves where a fetch must not go."""
-    try:
-        address, _ = get_ip_address(host, port, allow_loopback=allow_loopback)
-    except InvalidIPAddress:
-        raise FetchError(
-            f"refused: {host} resolves to an address this service may not fetch from",
-            code="fetch_refused",
-            retry=False,
-        ) from None
-    except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve {host}: {exc}", code="fetch_failed", retry=True) from None
-    return str(address)
+class GuardedAdapter(IPFilterAdapter):  # type: ignore[misc]
+    """requests-hardened's adapter, which resolves, filters and pins the address of every
+    connection, plus one more rule: the pinned address must be globally routable and in no
+    special-purpose range, which also refuses the reserved ranges the library lets by (``::/8``,
+    ``fec0::/10``, ...). A loopback address passes only where ``allow_loopback``."""
+
+    def build_connection_pool_key_attributes(
+        self, request: Any, verify: Any, cert: Any = None
+    ) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        address = ipaddress.ip_address(str(host_params["host"]).strip("[]"))
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not _public(address) and not (self._allow_loopback and address.is_loopback):
+            raise InvalidIPAddress(address)
+        return host_params, pool_kwargs
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable, and in no special-purpose range (``is_global`` alone, before Python
+    3.13, lets reserved and site-local IPv6 by)."""
+    special = (
+        address.is_reserved
+        or address.is_multicast
+        or address.is_link_local
+        or address.is_unspecified
+        or getattr(address, "is_site_local", False)
+    )
+    return address.is_global and not special
 
 
 def _url_prefix(scheme: str, host: str, port: int) -> str:
@@ -102,23 +120,28 @@ def session(allowlist: Iterable[tuple[str, int]] = ()) -> requests.Session:
     An allow-listed ``host:port`` is mounted with an adapter that lets loopback through for
     URLs that start with exactly that host and port; every other URL gets the strict one.
     """
-    hardened: requests.Session = HTTPSession(
+    guarded: requests.Session = HTTPSession(
         HardenedConfig(
-            ip_filter_enable=True,
+            ip_filter_enable=False,  # the adapters below do it, with the stricter rule
             ip_filter_allow_loopback_ips=False,
             never_redirect=False,
             default_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
             user_agent_override=USER_AGENT,
         )
     )
-    hardened.max_redirects = MAX_REDIRECTS
-    for host, port in allowlist:
-        for scheme in ("http", "https"):
-            hardened.mount(
+    guarded.max_redirects = MAX_REDIRECTS
+    # No proxy from the environment: a proxy resolves the name again itself, so the address
+    # checked here would not be the one connected to. And no .netrc credentials for a host a
+    # client chose.
+    guarded.trust_env = False
+    for scheme in ("http", "https"):
+        guarded.mount(f"{scheme}://", GuardedAdapter(is_https_proto=scheme == "https"))
+        for host, port in allowlist:
+            guarded.mount(
                 _url_prefix(scheme, host, port),
-                IPFilterAdapter(is_https_proto=scheme == "https", allow_loopback=True),
+                GuardedAdapter(is_https_proto=scheme == "https", allow_loopback=True),
             )
-    return hardened
+    return guarded
 
 
 def fetch(
@@ -130,24 +153,26 @@ def fetch(
 ) -> Fetched:
     """Download ``url`` through the guard, within the limits; :class:`FetchError` says why not.
 
-    Refused addresses, URLs that are not http(s), too many redirects, a body over the limit and
-    a 4xx answer are final; timeouts, refused or reset connections and 5xx answers are worth
-    another attempt. ``on_bytes`` is told the running count as the body arrives.
+    Refused addresses, URLs that are not http(s) (also as a redirect's target), too many
+    redirects, a body over the limit or undecodable, and a 4xx answer are final; timeouts,
+    refused or reset connections, failed name lookups and 5xx answers are worth another
+    attempt. ``on_bytes`` is told the running count as the body arrives.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"not an http(s) URL: {url!r}", code="invalid_url", retry=False)
-    if parts.username or parts.password:
-        raise FetchError("URLs with credentials are refused", code="invalid_url", retry=False)
     try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        if parts.scheme not in ("http", "https") or not hostname:
+            raise FetchError(f"not an http(s) URL: {url!r}", code="invalid_url", retry=False)
+        if parts.username is not None or parts.password is not None:
+            raise FetchError("URLs with credentials are refused", code="invalid_url", retry=False)
         with session(allowlist) as http, http.get(url, stream=True) as response:
             return _read(response, max_bytes, on_bytes)
     except FetchError:
         raise
     except InvalidIPAddress:
         raise FetchError(
-            f"refused: {parts.hostname} (or a redirect from it) resolves to an address this "
-            "service may not fetch from",
+            "refused: the URL (or a redirect from it) leads to an address this service may "
+            "not fetch from",
             code="fetch_refused",
             retry=False,
         ) from None
@@ -155,18 +180,29 @@ def fetch(
         raise FetchError(
             f"more than {MAX_REDIRECTS} redirects", code="fetch_refused", retry=False
         ) from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.MissingSchema,
+        ValueError,
+    ) as exc:
         raise FetchError(f"invalid URL: {exc}", code="invalid_url", retry=False) from None
+    except requests.exceptions.ContentDecodingError as exc:
+        raise FetchError(
+            f"the body cannot be decoded: {exc}", code="fetch_failed", retry=False
+        ) from None
     except (
         requests.Timeout,
         requests.ConnectionError,
         requests.exceptions.ChunkedEncodingError,
     ) as exc:
         raise FetchError(
-            f"could not fetch {parts.hostname}: {type(exc).__name__}",
+            f"could not fetch from {parts.hostname}: {type(exc).__name__}",
             code="fetch_unavailable",
             retry=True,
         ) from None
+    except requests.RequestException as exc:
+        raise FetchError(f"the fetch failed: {exc}", code="fetch_failed", retry=False) from None
 
 
 def _read(

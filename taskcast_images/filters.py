@@ -15,6 +15,7 @@ MAX_PIXELS = 40_000_000
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 """What is accepted as input; anything else is not an image here."""
 OUTPUT = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}
+PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
 
 # Pillow's own bomb check, as a second line: it warns past this and raises past twice this.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -99,6 +100,9 @@ def encode(image: Image.Image, output: str) -> Rendered:
     pillow_format, content_type = OUTPUT[output]
     if pillow_format == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    elif pillow_format == "PNG" and image.mode not in PNG_MODES:
+        # CMYK (print), YCbCr, LAB...: PNG has no such mode.
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     buffer = io.BytesIO()
     image.save(buffer, format=pillow_format)
     return Rendered(buffer.getvalue(), content_type, image.width, image.height)

@@ -2,18 +2,24 @@
 
 The bucket is ``<namespace>-results`` (``TASKCAST_NAMESPACE``), the one ``python -m infra``
 makes; ``AWS_ENDPOINT_URL`` points the client at the moto server, LocalStack or, unset, AWS.
+Where clients reach S3 at another address than the workers do (in docker compose the workers
+say ``localstack:4566``, a browser ``localhost:4566``), ``TASKCAST_PRESIGN_ENDPOINT_URL`` is the
+address presigned URLs are made for; signing needs no network call.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
 from taskcore.config import Config
+from taskcore.errors import ConfigError
 
 URL_EXPIRY_S = 3600
 """How long a result's presigned URL works."""
@@ -28,15 +34,22 @@ class Stored:
 
 
 class ResultStore:
-    def __init__(self, client: Any, bucket: str, url_expiry_s: int = URL_EXPIRY_S) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        url_expiry_s: int = URL_EXPIRY_S,
+        signer: Any = None,
+    ) -> None:
         self._client = client
+        self._signer = signer or client
         self._bucket = bucket
         self._url_expiry_s = url_expiry_s
 
     def put(self, key: str, body: bytes, content_type: str) -> Stored:
         """Store ``body`` under ``key`` (the same key again overwrites: a retry stores once)."""
         self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
-        url = self._client.generate_presigned_url(
+        url = self._signer.generate_presigned_url(
             "get_object",
             Params={"Bucket": self._bucket, "Key": key},
             ExpiresIn=self._url_expiry_s,
@@ -49,4 +62,10 @@ def current() -> ResultStore:
     """This process's store, from the environment (built on first use, in the work horse)."""
     config = Config.from_env()
     client = boto3.client("s3", **config.aws_client_kwargs())  # type: ignore[call-overload]
-    return ResultStore(client, config.names.bucket)
+    signer = None
+    public = os.environ.get("TASKCAST_PRESIGN_ENDPOINT_URL", "").strip()
+    if public:
+        if urlsplit(public).scheme not in ("http", "https") or not urlsplit(public).hostname:
+            raise ConfigError("TASKCAST_PRESIGN_ENDPOINT_URL", f"{public!r} is not an http(s) URL")
+        signer = boto3.client("s3", **{**config.aws_client_kwargs(), "endpoint_url": public})  # type: ignore[call-overload]
+    return ResultStore(client, config.names.bucket, signer=signer)

@@ -33,7 +33,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 
 import aio_pika
 from prometheus_client import Counter, start_http_server
@@ -51,7 +50,7 @@ from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
 from . import registry
-from .job import dispatch, enqueue
+from .job import dispatch
 from .lease import Lease
 from .registry import ServedTypes
 from .services import Services
@@ -62,6 +61,7 @@ REPAIRS = Counter("taskcast_sweeper_repairs", "Tasks the sweeper repaired, by re
 ALIVE_JOB = frozenset(
     {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 )
+WAITING_JOB = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
 
 @dataclass
@@ -81,6 +81,8 @@ class Repairs:
     """``running`` tasks whose worker was gone on their last attempt, ``failed`` (``lost``)."""
     unparked: int = 0
     """Tasks that waited for a worker serving their type, enqueued now that one does."""
+    parked: int = 0
+    """Tasks whose job waited in a queue no live worker serves any more, parked instead."""
     unserved: int = 0
     """Tasks that waited for such a worker until their deadline: ``failed``, dead-lettered."""
 
@@ -131,6 +133,12 @@ class Sweeper:
                 job = self._job(task.task_id)
                 if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
                     self._requeue(task, repairs)
+                elif job.get_status(refresh=False) in WAITING_JOB and not self._served(task.type):
+                    # Enqueued while a worker served its type, which is gone now: wait parked,
+                    # so that its queue timeout applies, instead of in a queue nobody reads.
+                    self._drop_job(task.task_id)
+                    registry.park(self._svc.redis, self._svc.config.names, task)
+                    repairs.parked += 1
                 elif job.get_status(refresh=False) is JobStatus.SCHEDULED:
                     self._promote_if_overdue(task, job, stale, repairs)
         silent_since = self._silent_since
@@ -157,6 +165,9 @@ class Sweeper:
                 registry.unpark(redis, names, task_id)  # cancelled meanwhile, say
             elif self._served(task.type):
                 registry.unpark(redis, names, task_id)
+                job = self._job(task_id)
+                if job is not None and job.get_status(refresh=False) in ALIVE_JOB:
+                    continue  # the relay or a worker got to it meanwhile
                 self._drop_job(task_id)  # one that a worker without the type left behind
                 if dispatch(self._svc, task, self._served):
                     repairs.unparked += 1
@@ -269,7 +280,7 @@ class Sweeper:
         events.append(Event.status_of(moved))
         self._drop_job(task.task_id)
         if moved.status is Status.RETRYING:
-            enqueue(self._svc, moved, at=datetime.fromtimestamp(retry_at, UTC))
+            dispatch(self._svc, moved, self._served)  # parked if its type lost its workers
             repairs.recovered += 1
             log.warning(
                 "task %s: worker of attempt %d gone; attempt %d in %d s [trace %s]",

@@ -100,3 +100,23 @@ def test_replaying_what_is_neither_dead_nor_failed_is_refused(shared_stack: Stac
     refused = taskcast(shared_stack, "dlq", "replay", task_id)
     assert refused.returncode == 2
     assert "neither a dead message nor a failed task" in refused.stderr
+
+
+def test_a_dead_message_of_a_failed_task_is_replayed_as_a_new_task(shared_stack: Stack) -> None:
+    # What the sweeper leaves when a task waited its whole queue timeout for a worker: the task
+    # failed, its message dead. Republishing the message would do nothing; replay resubmits.
+    with Client(shared_stack.edge_url, "dev-key") as client:
+        failed = client.submit("demo.sleep", {"seconds": 0, "steps": 1, "fail_rate": 1})
+        deadline = time.monotonic() + 60
+        while client.get(failed.task_id)["status"] != "failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    body = Submitted(failed.task_id, "demo.sleep", "trace").encode()
+    asyncio.run(bury(shared_stack, body, failed.task_id, "no_worker: nobody served it"))
+
+    replayed = taskcast(shared_stack, "dlq", "replay", failed.task_id)
+
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"{failed.task_id}: submitted again as " in replayed.stdout
+    listed = taskcast(shared_stack, "dlq", "list")
+    assert failed.task_id not in listed.stdout

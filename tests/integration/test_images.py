@@ -194,3 +194,16 @@ def test_the_task_fails_without_retry_on_what_is_not_a_usable_image(
         image_tasks.filter_image(ctx, ctx.payload)
     assert (failed.value.code, failed.value.retry) == (code, False)
     assert s3.list_objects_v2(Bucket=Names(namespace).bucket)["KeyCount"] == 0
+
+
+def test_a_proxy_named_in_the_environment_is_not_used(
+    server: Origin, birds: list[Canary], allowed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy resolves the name again itself: the address checked would not be the one used.
+    proxy = f"http://127.0.0.1:{birds[0].port}"
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(variable, proxy)
+
+    fetched = fetch.fetch(f"{server.base}/cat.png", allowlist=allowed)
+
+    assert fetched.body.startswith(b"\x89PNG")

@@ -12,12 +12,13 @@ from rq import SimpleWorker
 from rq.job import Job
 
 from taskcore.config import Config
-from taskcore.event import EventKind
+from taskcore.event import Event, EventKind
 from taskcore.message import Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from worker_container import registry
 from worker_container.context import EMIT_BURST, EMIT_RATE, EmitError, TaskContext
+from worker_container.job import enqueue
 from worker_container.relay import Relay
 from worker_container.services import Services
 from worker_container.sweeper import Sweeper
@@ -210,3 +211,34 @@ def test_a_result_that_is_too_large_or_not_json_fails_the_task_without_retry(res
     with pytest.raises(TaskFailed) as failed:
         _check_result(result)
     assert (failed.value.code, failed.value.retry) == ("invalid_result", False)
+
+
+def test_a_task_left_in_a_queue_whose_workers_are_gone_is_parked_so_its_timeout_applies(
+    svc: Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    stale = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
+    task = make_task("demo.noop", status=Status.QUEUED, updated_at=stale)
+    store.create(task)
+    assert enqueue(svc, task)  # while a worker served its type
+    task_id = task.task_id
+    redis_client.delete(config.names.served("demo.noop"))  # its last worker went away
+
+    repairs = Sweeper(svc, lambda message: None).sweep()
+
+    assert repairs.parked == 1
+    assert registry.is_parked(redis_client, config.names, task_id)
+    assert sum(len(q) for q in default_queues(svc)) == 0
+
+
+def test_nothing_is_appended_to_a_log_after_the_tasks_end(
+    svc: Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
+    ended = svc.events.append(Event.status_of(task))
+    assert ended is not None
+
+    late = svc.events.append(Event.progress_of(task))
+    late_custom = svc.events.append(Event.custom_of(task, "log", "too late"))
+
+    assert (late, late_custom) == (None, None)
+    assert logged_events(redis_client, config.names, task.task_id) == [ended]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image
 
@@ -72,3 +74,20 @@ def test_a_few_kib_declaring_a_hundred_million_pixels_is_refused_before_decoding
 def test_an_image_just_over_the_pixel_limit_is_refused_too() -> None:
     with pytest.raises(ImageRefused, match="limit"):
         filters.decode(pixel_bomb(6_400))  # 41 million pixels: past ours, under Pillow's 2x
+
+
+def test_our_own_pixel_limit_holds_without_pillows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(ImageRefused, match="pixels; the limit is"):
+        filters.decode(pixel_bomb(6_400))
+
+
+@pytest.mark.parametrize("name", ["thumbnail", "rotate", "sharpen"])
+def test_a_cmyk_jpeg_comes_out_as_an_rgb_png(name: str) -> None:
+    out = io.BytesIO()
+    Image.new("CMYK", (40, 30), (0, 100, 200, 0)).save(out, format="JPEG")
+
+    rendered = filters.encode(filters.apply(filters.decode(out.getvalue()), name, {}), "png")
+
+    with Image.open(io.BytesIO(rendered.body)) as png_image:
+        assert (png_image.format, png_image.mode) == ("PNG", "RGB")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskcast_images import fetch
-from taskcast_images.fetch import FetchError, check_address, parse_allowlist
+from taskcast_images.fetch import FetchError, parse_allowlist
 from taskcore.errors import ConfigError
 
 FORBIDDEN = [
@@ -37,63 +37,78 @@ FORBIDDEN = [
     "::ffff:169.254.169.254",  # IPv4-mapped metadata
     "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
     "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "::7f00:1",  # reserved (::/8)
+    "fec0::1",  # deprecated site-local
 ]
 
 
 @pytest.fixture
 def resolves_to(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make every name resolve to one address, and fail the test on any connection attempt."""
+    """Make every name resolve to one address; record (and refuse) every connection attempt."""
+    attempts: list[Any] = []
 
-    def stub(address: str) -> None:
+    def stub(address: str) -> list[Any]:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sockaddr = (address, 80, 0, 0) if family == socket.AF_INET6 else (address, 80)
 
-        def getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+        def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
             return [(family, socket.SOCK_STREAM, 6, "", sockaddr)]
 
         monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        return attempts
 
-    def no_connection(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("the guard let a connection through")
+    def connect(self: socket.socket, address: Any) -> None:
+        attempts.append(address[:2])
+        raise ConnectionRefusedError("no connection leaves a unit test")
 
-    monkeypatch.setattr(socket, "create_connection", no_connection)
-    monkeypatch.setattr(socket.socket, "connect", no_connection)
+    monkeypatch.setattr(socket.socket, "connect", connect)
     return stub
 
 
 @pytest.mark.parametrize("address", FORBIDDEN)
-def test_the_guard_refuses_every_address_of_this_machines_networks(
+def test_the_guard_refuses_every_address_of_this_machines_networks_before_connecting(
     resolves_to: Any, address: str
 ) -> None:
-    resolves_to(address)
-    with pytest.raises(FetchError) as refused:
-        check_address("images.example", 443)
-    assert (refused.value.code, refused.value.retry) == ("fetch_refused", False)
-
-
-@pytest.mark.parametrize("address", ["169.254.169.254", "10.0.0.1", "::1", "fd00::2"])
-def test_a_fetch_of_a_name_that_resolves_inside_is_refused_before_any_connection(
-    resolves_to: Any, address: str
-) -> None:
-    resolves_to(address)
-    with pytest.raises(FetchError) as refused:
-        fetch.fetch("http://images.example/cat.png")
-    assert refused.value.code == "fetch_refused"
+    attempts = resolves_to(address)
+    for url in ("http://images.example/cat.png", "https://images.example:8443/cat.png"):
+        with pytest.raises(FetchError) as refused:
+            fetch.fetch(url)
+        assert (refused.value.code, refused.value.retry) == ("fetch_refused", False)
+    assert attempts == []
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
-def test_the_guard_lets_a_public_address_through_and_pins_it(
+def test_the_guard_connects_to_the_public_address_it_checked(
     resolves_to: Any, address: str
 ) -> None:
-    resolves_to(address)
-    assert check_address("images.example", 443) == address
+    attempts = resolves_to(address)
+    with pytest.raises(FetchError) as unreachable:
+        fetch.fetch("http://images.example/cat.png")
+    assert (unreachable.value.code, unreachable.value.retry) == ("fetch_unavailable", True)
+    assert attempts == [(address, 80)]
 
 
-def test_an_allow_listed_loopback_name_passes_only_when_allowed(resolves_to: Any) -> None:
-    resolves_to("127.0.0.1")
-    assert check_address("localhost", 8080, allow_loopback=True) == "127.0.0.1"
-    with pytest.raises(FetchError):
-        check_address("localhost", 8080)
+def test_an_allow_listed_host_and_port_may_be_on_loopback_and_nothing_else_may(
+    resolves_to: Any,
+) -> None:
+    attempts = resolves_to("127.0.0.1")
+    allowed = {("images.local", 8080)}
+    with pytest.raises(FetchError) as unreachable:
+        fetch.fetch("http://images.local:8080/cat.png", allowlist=allowed)
+    assert unreachable.value.code == "fetch_unavailable"  # let through, then refused by the stub
+    for other in ("http://images.local:8081/", "http://images.local/", "http://other:8080/"):
+        with pytest.raises(FetchError) as refused:
+            fetch.fetch(other, allowlist=allowed)
+        assert refused.value.code == "fetch_refused", other
+    assert attempts == [("127.0.0.1", 8080)]
+
+
+def test_an_allow_listed_host_still_may_not_lead_to_a_private_network(resolves_to: Any) -> None:
+    attempts = resolves_to("10.0.0.7")
+    with pytest.raises(FetchError) as refused:
+        fetch.fetch("http://images.local:8080/cat.png", allowlist={("images.local", 8080)})
+    assert refused.value.code == "fetch_refused"
+    assert attempts == []
 
 
 @pytest.mark.parametrize(
@@ -104,6 +119,8 @@ def test_an_allow_listed_loopback_name_passes_only_when_allowed(resolves_to: Any
         "gopher://example.com/",
         "http://user:secret@example.com/cat.png",
         "http:///cat.png",
+        "http://[::1",
+        "http://[zz]/x",
     ],
 )
 def test_what_is_not_a_plain_http_url_is_refused_without_a_lookup(
