@@ -124,6 +124,15 @@ class OriginHandler(BaseHTTPRequestHandler):
             self._redirect(f"{self.server.base}/hop/{hops + 1}" if hops < 20 else "/cat.png")
         elif path == "/via-redirect":
             self._redirect("/cat.png")
+        elif path == "/to-file":
+            self._redirect("file:///etc/passwd")
+        elif path == "/bad-gzip":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", "20")
+            self.end_headers()
+            self.wfile.write(b"this is not gzip at all"[:20])
         else:
             self._send(404, b"no", "text/plain")
 

@@ -154,6 +154,8 @@ def test_nothing_on_loopback_is_reachable_without_the_allowlist(
         ("/declared-huge", "too_large", False),  # Content-Length over 20 MB
         ("/gzip-bomb", "too_large", False),  # 30 KiB that decode to 30 MiB
         ("/hop/0", "fetch_refused", False),  # more than 5 redirects
+        ("/to-file", "invalid_url", False),  # a redirect out of http(s)
+        ("/bad-gzip", "fetch_failed", False),  # a body that cannot be decoded
     ],
 )
 def test_fetch_failures_say_whether_they_are_worth_retrying(
