@@ -77,3 +77,40 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(
     assert done.returncode in (2, 3)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_types_lists_the_task_types_the_api_accepts(shared_stack: Stack) -> None:
+    listed = taskcast(shared_stack, "types")
+    assert listed.returncode == 0, listed.stderr
+    assert "demo.sleep" in listed.stdout
+    assert "demo.stream" in listed.stdout
+    as_json = json.loads(taskcast(shared_stack, "types", "--json").stdout)
+    assert {"name", "payload_schema", "defaults", "limits"} <= set(as_json[0])
+
+
+def _plain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("taskcast")
+    return subprocess.run(
+        [str(command), *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_tasks_export_writes_the_catalogue_and_names_a_module_it_cannot_import(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "catalogue.json"
+    written = _plain("tasks", "export", "taskcast_demo.tasks", "-o", str(out))
+    assert written.returncode == 0, written.stderr
+    names = [t["name"] for t in json.loads(out.read_text())["task_types"]]
+    assert names == ["demo.flaky", "demo.noop", "demo.sleep", "demo.stream"]
+
+    missing = _plain("tasks", "export", "no_such_package.tasks")
+    assert missing.returncode == 2
+    assert "task module 'no_such_package.tasks' cannot be imported" in missing.stderr
+
+
+def test_up_without_task_modules_says_how_to_name_them() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TASKCAST_TASKS"}
+    refused = _plain("up", env=env)
+    assert refused.returncode == 2
+    assert "--tasks myapp.tasks" in refused.stderr
