@@ -1,6 +1,6 @@
 """Names of every shared resource, derived from one namespace.
 
-The default namespace ``taskcast`` gives the names in DESIGN.md (exchange ``taskcast``, queue
+The default namespace ``taskcast`` gives the names in docs/design.md (exchange ``taskcast``, queue
 ``taskcast.tasks``, ...). Tests and side-by-side deployments pick another namespace and so share
 nothing with anyone else on the same broker, Redis or account.
 """
