@@ -137,7 +137,7 @@ class Stack:
             p for p in (os.getcwd(), self.env.get("PYTHONPATH", "")) if p
         )
         self.config = Config.from_env(
-            self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys", "tasks")
+            self.env, need=("rabbitmq", "redis", "watch_secret", "api_keys")
         )
         self.catalogue = Catalogue()
         self._state_dir: str | None = None

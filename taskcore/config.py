@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .names import Names
 
-Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys", "tasks"]
+Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys"]
 
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -144,7 +144,6 @@ class Config:
             ("redis", "TASKCAST_REDIS_URL", config.redis_url),
             ("watch_secret", "TASKCAST_WATCH_SECRET", config.watch_secret),
             ("api_keys", "TASKCAST_API_KEYS", config.api_keys or None),
-            ("tasks", "TASKCAST_TASKS", config.task_modules or None),
         ):
             if needed in need and value is None:
                 raise ConfigError(variable, "is not set")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import TaskcastError
-from .tasktype import DEFAULT_QUEUE, MAX_DELAY_S, Priority, TaskType
+from .tasktype import ANY_OBJECT, Priority, TaskType
 
 
 class TaskContext(Protocol):
@@ -153,16 +153,17 @@ def task(
     *,
     payload: Mapping[str, Any] | type | None = None,
     description: str | None = None,
-    queue: str = DEFAULT_QUEUE,
-    priority: Priority | str = Priority.NORMAL,
-    max_attempts: int = 1,
-    timeout_s: int = 300,
-    retry_base_s: int = 2,
-    retry_cap_s: int = 300,
-    queue_timeout_s: int = 3600,
-    attempts_limit: int = 10,
-    timeout_limit_s: int = 3600,
-    delay_limit_s: int = MAX_DELAY_S,
+    # The defaults are TaskType's, so that they are written in one place.
+    queue: str = TaskType.queue,
+    priority: Priority | str = TaskType.priority,
+    max_attempts: int = TaskType.max_attempts,
+    timeout_s: int = TaskType.timeout_s,
+    retry_base_s: int = TaskType.retry_base_s,
+    retry_cap_s: int = TaskType.retry_cap_s,
+    queue_timeout_s: int = TaskType.queue_timeout_s,
+    attempts_limit: int = TaskType.attempts_limit,
+    timeout_limit_s: int = TaskType.timeout_limit_s,
+    delay_limit_s: int = TaskType.delay_limit_s,
     shortcut: str | None = None,
 ) -> Callable[[TaskFunction], TaskDefinition]:
     """Declare the decorated ``function(ctx, payload)`` as the task type ``name``.
@@ -185,7 +186,7 @@ def task(
                 raise TypeError(f"@task({name!r}): payload must be a JSON Schema or pydantic model")
             model, schema = payload, payload.model_json_schema()
         else:
-            schema = payload if payload is not None else {"type": "object"}
+            schema = payload if payload is not None else dict(ANY_OBJECT)
         summary = description
         if summary is None:
             summary = (inspect.getdoc(function) or "").split("\n\n")[0].replace("\n", " ")

@@ -9,7 +9,7 @@ from typing import Any
 
 from .clock import now_iso
 from .status import Status
-from .tasktype import DEFAULT_QUEUE, Priority
+from .tasktype import Priority, TaskType
 
 Item = dict[str, dict[str, Any]]
 """A DynamoDB item in the low-level client's typed form, e.g. ``{"status": {"S": "queued"}}``."""
@@ -91,11 +91,11 @@ class Task:
     """When a task submitted with ``delay_seconds`` is to start; ``None`` means at once."""
     cancel_requested_at: str | None = None
     """When its owner asked for it to be cancelled: from then on no attempt may start."""
-    queue: str = DEFAULT_QUEUE
+    queue: str = TaskType.queue
     """The queue of its type: which workers may run it."""
-    retry_base_s: int = 2
-    retry_cap_s: int = 300
-    queue_timeout_s: int = 3600
+    retry_base_s: int = TaskType.retry_base_s
+    retry_cap_s: int = TaskType.retry_cap_s
+    queue_timeout_s: int = TaskType.queue_timeout_s
     """How long it may wait for a worker that knows its type before it is dead-lettered."""
     waiting: str | None = None
     """Why a ``queued`` task is not running yet (no worker knows its type), for its owner."""
@@ -214,9 +214,9 @@ class Task:
             retry_at=s("retry_at"),
             run_at=s("run_at"),
             cancel_requested_at=s("cancel_requested_at"),
-            queue=s("queue") or DEFAULT_QUEUE,
-            retry_base_s=int(n("retry_base_s", 2)),
-            retry_cap_s=int(n("retry_cap_s", 300)),
-            queue_timeout_s=int(n("queue_timeout_s", 3600)),
+            queue=s("queue") or TaskType.queue,
+            retry_base_s=int(n("retry_base_s", TaskType.retry_base_s)),
+            retry_cap_s=int(n("retry_cap_s", TaskType.retry_cap_s)),
+            queue_timeout_s=int(n("queue_timeout_s", TaskType.queue_timeout_s)),
             waiting=s("waiting"),
         )

@@ -1,8 +1,9 @@
 """HTTP errors of the edge, each a status code and a JSON body that says what is wrong.
 
 Bodies are ``{"error": {"code", "message", "field"?, "rule"?}}``: ``field`` says where the
-request is wrong, ``rule`` which rule of the payload's JSON Schema it breaks. Views raise; :func:`json_errors` turns
-the raise into the response, and logs anything unexpected with its traceback and task id.
+request is wrong, ``rule`` which rule of the payload's JSON Schema it breaks. Views raise;
+:func:`json_errors` turns the raise into the response, and logs anything unexpected with its
+traceback and task id.
 """
 
 from __future__ import annotations
