@@ -26,6 +26,7 @@ from requests_hardened import HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 
+from taskcast import TaskFailed
 from taskcore.errors import ConfigError
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -36,14 +37,11 @@ CHUNK_BYTES = 16 * 1024
 USER_AGENT = "taskcast-images/1"
 
 
-class FetchError(Exception):
-    """The download failed; ``retry`` says whether trying again later could help."""
+class FetchError(TaskFailed):
+    """The download failed; ``retry`` says whether trying again later could help.
 
-    def __init__(self, message: str, *, code: str, retry: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retry = retry
+    A :class:`TaskFailed`, so that it fails the image task with its code as it propagates.
+    """
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from taskcast import TaskFailed
+
 MAX_PIXELS = 40_000_000
 """The largest image decoded (about 6,300 x 6,300): a small file can declare a huge canvas."""
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
@@ -21,13 +23,14 @@ PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-class ImageRefused(Exception):
-    """The input cannot be processed, and never will be: not an image, or too big to decode."""
+class ImageRefused(TaskFailed):
+    """The input cannot be processed, and never will be: not an image, or too big to decode.
+
+    A :class:`TaskFailed` that is not retried.
+    """
 
     def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(message, code=code, retry=False)
 
 
 @dataclass(frozen=True)

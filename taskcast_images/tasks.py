@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskcast import TaskContext, TaskFailed, task
+from taskcast import TaskContext, task
 
 from . import fetch, filters, results
 
@@ -62,17 +62,12 @@ def filter_image(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
             reported[0] = count
             ctx.progress(5 + 25 * count / fetch.MAX_BYTES, f"downloading: {count} bytes")
 
-    try:
-        fetched = fetch.fetch(payload["url"], allowlist=ALLOWLIST, on_bytes=downloaded)
-    except fetch.FetchError as exc:
-        raise TaskFailed(exc.message, code=exc.code, retry=exc.retry) from None
+    # fetch.FetchError and filters.ImageRefused are TaskFailed: they fail the task as they are.
+    fetched = fetch.fetch(payload["url"], allowlist=ALLOWLIST, on_bytes=downloaded)
     ctx.emit("stage", {"stage": "download", "bytes": len(fetched.body)})
     ctx.progress(30, f"downloaded {len(fetched.body)} bytes")
     ctx.raise_if_cancelled()
-    try:
-        image = filters.decode(fetched.body)
-    except filters.ImageRefused as exc:
-        raise TaskFailed(exc.message, code=exc.code) from None
+    image = filters.decode(fetched.body)
     ctx.emit("stage", {"stage": "decode", "width": image.width, "height": image.height})
     ctx.progress(50, f"decoded {image.width}x{image.height} {image.format}")
     ctx.raise_if_cancelled()
