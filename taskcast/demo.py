@@ -50,8 +50,8 @@ class DemoFailed(Exception):
 @contextlib.contextmanager
 def _demo_stack(
     console: Console, env: Mapping[str, str], tasks: str, workers: int, ports: Ports
-) -> Iterator[tuple[Stack, Client]]:
-    """The stack with ``tasks``, its logs in a file, and a client of its first API key."""
+) -> Iterator[Client]:
+    """The stack with ``tasks`` running, its logs in a file: a client of its first API key."""
     log_path = STATE_DIR / "demo.log"
     STATE_DIR.mkdir(exist_ok=True)
     with log_path.open("w") as log_file:
@@ -64,7 +64,7 @@ def _demo_stack(
             with stack:
                 key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
                 with Client(stack.edge_url, key) as client:
-                    yield stack, client
+                    yield client
                 console.print("stopping the stack ...")
         except StackError as exc:
             raise DemoFailed(f"the stack failed: {exc}\n(see {log_path})") from exc
@@ -73,7 +73,7 @@ def _demo_stack(
 def run_demo(tasks: int = 6, workers: int = 3, ports: Ports = DEFAULT_PORTS) -> int:
     console = Console()
     try:
-        with _demo_stack(console, os.environ, DEMO_TASKS, workers, ports) as (_, client):
+        with _demo_stack(console, os.environ, DEMO_TASKS, workers, ports) as client:
             subs = [client.submit("demo.sleep", p) for p in demo_payloads(tasks, random.Random())]
             console.print(f"submitted {len(subs)} demo.sleep tasks; watching them live:\n")
             with Board(console) as board:
@@ -124,7 +124,7 @@ def run_image_demo(
         with serve_sample() as url:
             allow = url.split("/")[2]
             env = {**os.environ, "TASKCAST_FETCH_ALLOWLIST": allow}
-            with _demo_stack(console, env, IMAGE_TASKS, workers, ports) as (_, client):
+            with _demo_stack(console, env, IMAGE_TASKS, workers, ports) as client:
                 sub = client.submit("image.filter", {"url": url, "filter": image_filter})
                 console.print(f"submitted image.filter ({image_filter}) of {url}:\n")
                 with Board(console) as board:
