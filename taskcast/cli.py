@@ -178,12 +178,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _resubmit_if_failed(args: argparse.Namespace, task_id: str) -> bool:
+    """Submit ``task_id`` again if it is one of this key's failed tasks."""
     with _client(args) as client:
         try:
-            status = client.get(task_id)["status"]
+            task = client.get(task_id)
         except ApiError:
             return False  # not a task of this key's: replay the message as it is
-    return status == "failed" and _replay_failed_task(args, task_id) == EXIT_OK
+        if task["status"] != "failed":
+            return False
+        _submit_again(client, task)
+    return True
 
 
 def _replay_failed_task(args: argparse.Namespace, task_id: str) -> int:
@@ -197,14 +201,21 @@ def _replay_failed_task(args: argparse.Namespace, task_id: str) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        sub = client.submit(
-            task["type"],
-            task["payload"],
-            priority=task["priority"],
-            idempotency_key=f"replay-{task_id}",
-        )
-    print(f"{task_id}: submitted again as {sub.task_id}")
+        _submit_again(client, task)
     return EXIT_OK
+
+
+def _submit_again(client: Client, task: dict[str, Any]) -> None:
+    """A failed task as a new one, with the options it ran with; the key makes it once."""
+    sub = client.submit(
+        task["type"],
+        task["payload"],
+        priority=task["priority"],
+        max_attempts=task["max_attempts"],
+        timeout_s=task["timeout_s"],
+        idempotency_key=f"replay-{task['task_id']}",
+    )
+    print(f"{task['task_id']}: submitted again as {sub.task_id}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -78,7 +78,9 @@ async def test_dead_messages_are_listed_replayed_once_and_purged(shared_stack: S
 
 def test_a_failed_task_replayed_twice_is_submitted_again_once(shared_stack: Stack) -> None:
     with Client(shared_stack.edge_url, "dev-key") as client:
-        failed = client.submit("demo.flaky", {"failures": 5, "seconds": 0})
+        failed = client.submit(
+            "demo.flaky", {"failures": 5, "seconds": 0}, max_attempts=1, timeout_s=30
+        )
         deadline = time.monotonic() + 60
         while client.get(failed.task_id)["status"] != "failed":
             assert time.monotonic() < deadline
@@ -92,6 +94,9 @@ def test_a_failed_task_replayed_twice_is_submitted_again_once(shared_stack: Stac
     new_id = first.stdout.split()[-1]
     assert new_id != failed.task_id
     assert uuid.UUID(new_id)
+    with Client(shared_stack.edge_url, "dev-key") as client:
+        replayed = client.get(new_id)
+    assert (replayed["max_attempts"], replayed["timeout_s"]) == (1, 30)  # the options it ran with
 
 
 def test_replaying_what_is_neither_dead_nor_failed_is_refused(shared_stack: Stack) -> None:
