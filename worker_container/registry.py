@@ -7,7 +7,8 @@ worker was started with the module that declares it, or none for its queue) the 
 enqueued where no one would take it: it stays ``queued``, says why in its record, and is
 *parked* in ``<ns>:unserved``, a sorted set scored by the time it may wait until (its type's
 ``queue_timeout_s`` after it was due to start). The sweeper enqueues a parked task as soon as a
-worker serves its type, and dead-letters it at its deadline.
+worker serves its type, and dead-letters it at its deadline. Each member is ``<type> <task id>``,
+so that a sweep passes over tasks still unserved and not yet due without reading their records.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from redis import Redis
 
@@ -105,9 +107,19 @@ def deadline(task: Task) -> float:
     return parse_iso(due) + task.queue_timeout_s
 
 
+class Parked(NamedTuple):
+    task_type: str
+    task_id: str
+    deadline: float
+
+
+def _member(task_type: str, task_id: str) -> str:
+    return f"{task_type} {task_id}"  # a type name has no space (taskcore.tasktype.TYPE_NAME)
+
+
 def park(redis: Redis, names: Names, task: Task) -> None:
     """Leave ``task`` to the sweeper until a worker serves its type (idempotent)."""
-    redis.zadd(names.unserved, {task.task_id: deadline(task)})
+    redis.zadd(names.unserved, {_member(task.type, task.task_id): deadline(task)})
     log.warning(
         "task %s: %s (queue %r, until %s) [trace %s]",
         task.task_id,
@@ -118,15 +130,19 @@ def park(redis: Redis, names: Names, task: Task) -> None:
     )
 
 
-def parked(redis: Redis, names: Names) -> list[tuple[str, float]]:
-    """Every parked task id with its deadline, earliest first."""
+def parked(redis: Redis, names: Names) -> list[Parked]:
+    """Every parked task, earliest deadline first."""
     entries: list[tuple[bytes, float]] = redis.zrange(names.unserved, 0, -1, withscores=True)  # type: ignore[assignment]
-    return [(member.decode(), float(score)) for member, score in entries]
+    found = []
+    for member, score in entries:
+        task_type, _, task_id = member.decode().partition(" ")
+        found.append(Parked(task_type, task_id, float(score)))
+    return found
 
 
-def unpark(redis: Redis, names: Names, task_id: str) -> None:
-    redis.zrem(names.unserved, task_id)
+def unpark(redis: Redis, names: Names, task_type: str, task_id: str) -> None:
+    redis.zrem(names.unserved, _member(task_type, task_id))
 
 
-def is_parked(redis: Redis, names: Names, task_id: str) -> bool:
-    return redis.zscore(names.unserved, task_id) is not None
+def is_parked(redis: Redis, names: Names, task_type: str, task_id: str) -> bool:
+    return redis.zscore(names.unserved, _member(task_type, task_id)) is not None

@@ -128,7 +128,9 @@ class Sweeper:
             for task in store.iter_by_status(status):
                 if parse_iso(task.updated_at) > stale:
                     continue
-                if registry.is_parked(self._svc.redis, self._svc.config.names, task.task_id):
+                if registry.is_parked(
+                    self._svc.redis, self._svc.config.names, task.type, task.task_id
+                ):
                     continue
                 job = self._job(task.task_id)
                 if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
@@ -159,12 +161,15 @@ class Sweeper:
 
     def _sweep_parked(self, now: float, repairs: Repairs) -> None:
         redis, names = self._svc.redis, self._svc.config.names
-        for task_id, deadline in registry.parked(redis, names):
+        for task_type, task_id, deadline in registry.parked(redis, names):
+            served = self._served(task_type)
+            if not served and deadline > now:
+                continue  # still waiting: no need to read its record
             task = self._svc.store.get(task_id)
             if task is None or task.status not in (Status.QUEUED, Status.RETRYING):
-                registry.unpark(redis, names, task_id)  # cancelled meanwhile, say
-            elif self._served(task.type):
-                registry.unpark(redis, names, task_id)
+                registry.unpark(redis, names, task_type, task_id)  # cancelled meanwhile, say
+            elif served:
+                registry.unpark(redis, names, task_type, task_id)
                 job = self._job(task_id)
                 if job is not None and job.get_status(refresh=False) in ALIVE_JOB:
                     continue  # the relay or a worker got to it meanwhile
@@ -177,7 +182,7 @@ class Sweeper:
                         task.type,
                         task.trace_id,
                     )
-            elif deadline <= now:
+            else:
                 self._expire_unserved(task, repairs)
 
     def _expire_unserved(self, task: Task, repairs: Repairs) -> None:
@@ -199,7 +204,7 @@ class Sweeper:
                 self._dead_letter(Submitted(task.task_id, task.type, task.trace_id), reason)
             except Exception:
                 log.warning("task %s: not dead-lettered", task.task_id, exc_info=True)
-        registry.unpark(redis, names, task.task_id)
+        registry.unpark(redis, names, task.type, task.task_id)
         repairs.unserved += 1
         log.error(
             "task %s: %s; failed and dead-lettered [trace %s]", task.task_id, reason, task.trace_id

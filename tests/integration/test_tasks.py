@@ -107,7 +107,7 @@ def test_a_task_no_worker_serves_waits_queued_saying_why_and_is_enqueued_when_on
     assert record.to_public()["waiting"] == record.waiting
     assert logged_events(redis_client, config.names, task_id)[-1].waiting == record.waiting
     assert sum(len(q) for q in default_queues(svc)) == 0
-    assert registry.is_parked(redis_client, config.names, task_id)
+    assert registry.is_parked(redis_client, config.names, "demo.noop", task_id)
 
     sweeper = Sweeper(svc, lambda message: None)
     assert sweeper.sweep().unparked == 0  # still nobody serves it: it keeps waiting
@@ -120,7 +120,7 @@ def test_a_task_no_worker_serves_waits_queued_saying_why_and_is_enqueued_when_on
     assert done is not None
     assert done.status is Status.SUCCEEDED
     assert done.waiting is None
-    assert not registry.is_parked(redis_client, config.names, task_id)
+    assert not registry.is_parked(redis_client, config.names, "demo.noop", task_id)
 
 
 def test_a_task_no_worker_serves_is_failed_and_dead_lettered_at_its_queue_timeout(
@@ -146,7 +146,7 @@ def test_a_task_no_worker_serves_is_failed_and_dead_lettered_at_its_queue_timeou
     assert record.error is not None
     assert record.error.type == "no_worker"
     assert [(m.task_id, reason.split(":")[0]) for m, reason in dead] == [(task_id, "no_worker")]
-    assert not registry.is_parked(redis_client, config.names, task_id)
+    assert not registry.is_parked(redis_client, config.names, "demo.noop", task_id)
     assert logged_events(redis_client, config.names, task_id)[-1].status is Status.FAILED
 
 
@@ -164,7 +164,7 @@ def test_a_job_that_reaches_a_worker_without_its_type_leaves_the_task_waiting(
     assert record is not None
     assert record.status is Status.QUEUED
     assert record.attempt == 0
-    assert registry.is_parked(redis_client, config.names, task_id)
+    assert registry.is_parked(redis_client, config.names, "demo.noop", task_id)
 
 
 def test_emit_refuses_bad_names_and_oversized_data_and_throttles_a_flood(
@@ -226,7 +226,7 @@ def test_a_task_left_in_a_queue_whose_workers_are_gone_is_parked_so_its_timeout_
     repairs = Sweeper(svc, lambda message: None).sweep()
 
     assert repairs.parked == 1
-    assert registry.is_parked(redis_client, config.names, task_id)
+    assert registry.is_parked(redis_client, config.names, "demo.noop", task_id)
     assert sum(len(q) for q in default_queues(svc)) == 0
 
 
