@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -114,7 +115,15 @@ class Newcomer:
                 start_new_session=True,
             )
         )
-        time.sleep(0.5)
+        # The walkthrough's one background process serves pictures: wait until it answers.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.images_port), timeout=1).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"nothing answers on {self.images_port}"
+                time.sleep(0.05)
 
     def shell(self, text: str) -> str:
         return self._run(["bash", "-euo", "pipefail", "-c", self.localised(text)])
