@@ -14,12 +14,10 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 
-from taskcore.config import Config
-from taskcore.errors import ConfigError
+from taskcore.config import Config, parse_url
 
 URL_EXPIRY_S = 3600
 """How long a result's presigned URL works."""
@@ -59,13 +57,13 @@ class ResultStore:
 
 @functools.cache
 def current() -> ResultStore:
-    """This process's store, from the environment (built on first use, in the work horse)."""
+    """This process's store, from the environment, built once (the task module builds it at
+    import, before the worker forks, so every job's work horse inherits its clients)."""
     config = Config.from_env()
     client = boto3.client("s3", **config.aws_client_kwargs())  # type: ignore[call-overload]
     signer = None
-    public = os.environ.get("TASKCAST_PRESIGN_ENDPOINT_URL", "").strip()
-    if public:
-        if urlsplit(public).scheme not in ("http", "https") or not urlsplit(public).hostname:
-            raise ConfigError("TASKCAST_PRESIGN_ENDPOINT_URL", f"{public!r} is not an http(s) URL")
+    variable = "TASKCAST_PRESIGN_ENDPOINT_URL"
+    public = parse_url(os.environ.get(variable, "").strip() or None, variable, {"http", "https"})
+    if public is not None:
         signer = boto3.client("s3", **{**config.aws_client_kwargs(), "endpoint_url": public})  # type: ignore[call-overload]
     return ResultStore(client, config.names.bucket, signer=signer)

@@ -14,6 +14,10 @@ from . import fetch, filters, results
 ALLOWLIST = fetch.allowlist_from_env()
 """``TASKCAST_FETCH_ALLOWLIST``, read once, at import: a malformed one stops the worker at start."""
 
+# The S3 clients, built (and TASKCAST_PRESIGN_ENDPOINT_URL checked) at import, in the worker
+# before it forks: each job's work horse inherits them instead of building its own.
+results.current()
+
 PAYLOAD = {
     "type": "object",
     "additionalProperties": False,

@@ -101,10 +101,14 @@ class Config:
                 "TASKCAST_NAMESPACE",
                 f"{namespace!r} must be 1-40 lowercase letters, digits or '-', starting with a letter",
             )
-        rabbitmq = _url(get("TASKCAST_RABBITMQ_URL"), "TASKCAST_RABBITMQ_URL", {"amqp", "amqps"})
-        redis = _url(get("TASKCAST_REDIS_URL"), "TASKCAST_REDIS_URL", {"redis", "rediss", "unix"})
-        endpoint = _url(get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL", {"http", "https"})
-        realtime = _url(get("TASKCAST_REALTIME_URL"), "TASKCAST_REALTIME_URL", {"ws", "wss"})
+        rabbitmq = parse_url(
+            get("TASKCAST_RABBITMQ_URL"), "TASKCAST_RABBITMQ_URL", {"amqp", "amqps"}
+        )
+        redis = parse_url(
+            get("TASKCAST_REDIS_URL"), "TASKCAST_REDIS_URL", {"redis", "rediss", "unix"}
+        )
+        endpoint = parse_url(get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL", {"http", "https"})
+        realtime = parse_url(get("TASKCAST_REALTIME_URL"), "TASKCAST_REALTIME_URL", {"ws", "wss"})
         secret = get("TASKCAST_WATCH_SECRET")
         if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(
@@ -157,7 +161,9 @@ def _needed(value: _T | None, variable: str) -> _T:
     return value
 
 
-def _url(value: str | None, variable: str, schemes: set[str]) -> str | None:
+def parse_url(value: str | None, variable: str, schemes: set[str]) -> str | None:
+    """``value`` if it is a URL of one of ``schemes`` with a host; :class:`ConfigError` naming
+    ``variable`` if not; ``None`` for ``None``."""
     if value is None:
         return None
     parts = urlsplit(value)
@@ -197,7 +203,10 @@ def _origins(value: str | None) -> tuple[str, ...]:
         return ()
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
-        if _url(origin, "TASKCAST_ALLOWED_ORIGINS", {"http", "https"}) and urlsplit(origin).path:
+        if (
+            parse_url(origin, "TASKCAST_ALLOWED_ORIGINS", {"http", "https"})
+            and urlsplit(origin).path
+        ):
             raise ConfigError(
                 "TASKCAST_ALLOWED_ORIGINS", f"{origin!r} must be scheme://host[:port] only"
             )
