@@ -111,15 +111,14 @@ def cmd_types(args: argparse.Namespace) -> int:
 
 def cmd_tasks_export(args: argparse.Namespace) -> int:
     """Import the task modules and write their catalogue, for the edge to load."""
-    from taskcore.catalogue import Catalogue
     from taskcore.config import parse_modules
-    from taskcore.definition import TaskModuleError, load
+    from taskcore.definition import TaskModuleError, catalogue
     from taskcore.errors import ConfigError
 
     sys.path.insert(0, os.getcwd())  # the user's package, where they run the command
     try:
-        definitions = load(parse_modules(args.modules, "MODULES"))
-        text = Catalogue(d.task_type for d in definitions.values()).dumps()
+        exported = catalogue(parse_modules(args.modules, "MODULES"))
+        text = exported.dumps()
     except (ConfigError, TaskModuleError, ValueError) as exc:
         print(f"taskcast tasks export: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,7 +127,7 @@ def cmd_tasks_export(args: argparse.Namespace) -> int:
     else:
         with open(args.output, "w") as out:
             out.write(text)
-        print(f"{len(definitions)} task types from {args.modules} -> {args.output}")
+        print(f"{len(exported)} task types from {args.modules} -> {args.output}")
     return EXIT_OK
 
 

@@ -29,6 +29,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from .catalogue import Catalogue
 from .errors import TaskcastError
 from .tasktype import ANY_OBJECT, Priority, TaskType
 
@@ -238,3 +239,9 @@ def load(modules: Iterable[str]) -> dict[str, TaskDefinition]:
                 )
             found[type_name] = definition
     return found
+
+
+def catalogue(modules: Iterable[str]) -> Catalogue:
+    """The catalogue of the task types ``modules`` declare (what ``taskcast tasks export``
+    writes); :class:`TaskModuleError` as :func:`load`."""
+    return Catalogue(d.task_type for d in load(modules).values())

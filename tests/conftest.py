@@ -22,9 +22,8 @@ import redis
 from moto import mock_aws
 
 from infra import broker, dynamodb
-from taskcore.catalogue import Catalogue
 from taskcore.config import Config
-from taskcore.definition import load
+from taskcore.definition import catalogue
 
 pytest_plugins = ["tests.images"]
 
@@ -67,8 +66,7 @@ def namespace() -> str:
 def demo_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The catalogue of the demo tasks, exported as ``taskcast tasks export`` would."""
     path = tmp_path_factory.mktemp("catalogue") / "catalogue.json"
-    definitions = load(DEMO_TASKS.split(","))
-    path.write_text(Catalogue(d.task_type for d in definitions.values()).dumps())
+    path.write_text(catalogue(DEMO_TASKS.split(",")).dumps())
     return path
 
 

@@ -8,9 +8,8 @@ from typing import Any
 import redis
 from rq import Queue
 
-from taskcore.catalogue import Catalogue
 from taskcore.clock import now_iso
-from taskcore.definition import load
+from taskcore.definition import catalogue
 from taskcore.event import Event
 from taskcore.names import Names
 from taskcore.status import Status
@@ -18,7 +17,7 @@ from taskcore.task import Task, new_task_id, new_trace_id
 from taskcore.tasktype import DEFAULT_QUEUE, Priority
 from worker_container.services import Services
 
-DEMO = Catalogue(d.task_type for d in load(["taskcast_demo.tasks"]).values())
+DEMO = catalogue(["taskcast_demo.tasks"])
 
 
 def make_task(
