@@ -85,6 +85,8 @@ class Session:
         self._secret = secret
         self._limits = limits
         self._watches: dict[str, asyncio.Task[None]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        """Watches cancelled but not yet finished (leaving their channels)."""
         self._recent_subscribes: deque[float] = deque()
         self._closing: asyncio.Task[None] | None = None
 
@@ -104,7 +106,7 @@ class Session:
             for task_id in list(self._watches):
                 self._stop_watch(task_id)
             # Let cancelled watches leave their channels before the connection is forgotten.
-            await asyncio.gather(*self._watches.values(), return_exceptions=True)
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
     def _start_watch(self, request: Subscribe) -> None:
         self._count_subscribe()
@@ -121,7 +123,13 @@ class Session:
             self._watch(request, claims.owner), name=f"watch-{request.task_id}"
         )
         self._watches[request.task_id] = watch
-        watch.add_done_callback(lambda _: self._watches.pop(request.task_id, None))
+        watch.add_done_callback(lambda done: self._forget(request.task_id, done))
+
+    def _forget(self, task_id: str, done: asyncio.Task[None]) -> None:
+        # Only this watch: after an unsubscribe, a new subscribe may watch the task again.
+        if self._watches.get(task_id) is done:
+            del self._watches[task_id]
+        self._stopping.discard(done)
 
     def _count_subscribe(self) -> None:
         """Close a connection that floods subscribe requests (a token-guessing client, a bug)."""
@@ -147,9 +155,11 @@ class Session:
             )
 
     def _stop_watch(self, task_id: str) -> None:
-        watch = self._watches.get(task_id)
+        """Stop watching at once: a subscribe that follows starts a new watch of the task."""
+        watch = self._watches.pop(task_id, None)
         if watch is not None and not watch.done():
             watch.cancel()
+            self._stopping.add(watch)
 
     async def _refuse(self, exc: ProtocolError) -> None:
         log.info("refusing client %s: %s (%s)", self._ws.remote_address, exc.code, exc.message)

@@ -284,6 +284,34 @@ async def test_one_connection_watches_several_tasks(world: World) -> None:
     assert sorted(ends) == sorted([one.task_id, two.task_id])
 
 
+async def test_a_task_unsubscribed_then_subscribed_again_is_watched_from_the_new_cursor(
+    world: World,
+) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    task = world.move(task, Status.RUNNING, attempt=1)
+    ws = await world.subscribe(task)
+    snapshot = await receive(ws)
+    assert snapshot["cursor"]["seq"] == 2
+
+    # At once, on the same connection: rewind to the log's start to read its history.
+    await ws.send(json.dumps({"op": "unsubscribe", "task_id": task.task_id}))
+    cursor = {**snapshot["cursor"], "seq": 0}
+    await ws.send(
+        json.dumps(
+            {
+                "op": "subscribe",
+                "task_id": task.task_id,
+                "token": world.token(task),
+                "cursor": cursor,
+            }
+        )
+    )
+    again = await receive(ws)
+    assert (again["op"], again["resumed"], again["cursor"]) == ("snapshot", True, cursor)
+    world.move(task, Status.SUCCEEDED)
+    assert seqs(await receive_until_end(ws)) == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     ("make_token", "code", "close"),
     [
