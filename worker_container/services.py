@@ -13,6 +13,7 @@ from rq import Queue
 from taskcore import definition
 from taskcore.config import Config
 from taskcore.definition import TaskDefinition
+from taskcore.overview import OverviewStore
 from taskcore.store import TaskStore
 from taskcore.task import Task
 from taskcore.tasktype import Priority
@@ -26,6 +27,7 @@ class Services:
     redis: Redis
     store: TaskStore
     events: EventLog
+    overview: OverviewStore
     definitions: Mapping[str, TaskDefinition] = field(default_factory=dict)
     """The task types this process can run: only workers load the user's task modules."""
     _queues: dict[str, Queue] = field(default_factory=dict, repr=False)
@@ -39,6 +41,7 @@ class Services:
             redis=redis,
             store=TaskStore(dynamodb, config.names.tasks_table),
             events=EventLog(redis, config.names, config.event_log_ttl_s),
+            overview=OverviewStore(dynamodb, config.names.tasks_table),
             definitions=definition.load(config.task_modules) if load_tasks else {},
         )
 

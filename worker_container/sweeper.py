@@ -53,6 +53,7 @@ from . import registry
 from .job import dispatch
 from .lease import Lease
 from .registry import ServedTypes
+from .reporter import Reporter
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -350,6 +351,8 @@ class SweeperService:
                 send(dead_exchange, message, **{REASON_HEADER: reason})
 
             sweeper = Sweeper(self._svc, publish, dead_letter)
+            reporter = Reporter(self._svc.redis, self._svc.overview, names)
+            reporting = asyncio.create_task(reporter.run(connection, stop))
             # Three missed passes before another copy takes over.
             lease = Lease(self._svc.redis, names.sweeper_lease, ttl_s=3 * interval)
             log.info("sweeper ready: every %d s, when it holds the lease", interval)
@@ -357,6 +360,7 @@ class SweeperService:
                 await self._pass(lease, sweeper)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
+            await reporting
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(lease.release)
         log.info("sweeper stopped")
