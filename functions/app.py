@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from chalice.app import Response
-from chalicelib import services
+from chalice.app import Request, Response
+from chalicelib import cors, deadletters, openapi, services
 from chalicelib.errors import (
+    Conflict,
+    Forbidden,
     NotFound,
     Unauthorized,
     Unavailable,
@@ -17,11 +21,12 @@ from chalicelib.errors import (
     one_of,
 )
 from chalicelib.publisher import PublishError
-from chalicelib.submission import new_task, parse_body
+from chalicelib.submission import new_task, parse_body, resubmission
 from chalicelib.threadsafe import ThreadSafeChalice
 
 from taskcore import token
-from taskcore.errors import ConditionLost
+from taskcore.clock import iso
+from taskcore.errors import ConditionLost, ConfigError
 from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
@@ -32,6 +37,19 @@ app.log.setLevel(logging.INFO)
 log = app.log
 
 MAX_LIST_LIMIT = 100
+BROKER_OPERATION_TIMEOUT_S = 30.0
+
+
+@app.middleware("http")
+def cors_headers(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """CORS headers on every answer, errors included, for the allowed origins only."""
+    response = get_response(request)
+    try:
+        allowed = services.current().config.allowed_origins
+    except ConfigError:
+        allowed = ()  # the view has answered the misconfiguration already, and logged it
+    response.headers.update(cors.headers(request.headers.get("origin"), allowed))
+    return response
 
 
 def _owner() -> str:
@@ -42,6 +60,14 @@ def _owner() -> str:
     owner = services.current().config.owner_of(key)
     if owner is None:
         raise Unauthorized("the API key is not valid")
+    return owner
+
+
+def _operator() -> str:
+    """The owner of the request's key if it is an operator's (``TASKCAST_OPERATORS``), or 403."""
+    owner = _owner()
+    if owner not in services.current().config.operators:
+        raise Forbidden("this API key is not an operator's")
     return owner
 
 
@@ -88,7 +114,8 @@ def submit() -> Response:
     publishing nothing; the same key with another body is ``422``.
     """
     owner = _owner()
-    return _accept(parse_body(app.current_request.raw_body), owner)
+    key = app.current_request.headers.get("idempotency-key")
+    return _accept(parse_body(app.current_request.raw_body), owner, key)
 
 
 @app.route("/{shortcut}", methods=["POST"], content_types=["application/json"])
@@ -104,14 +131,14 @@ def submit_shortcut(shortcut: str) -> Response:
         raise NotFound(f"no route POST /{shortcut}")
     owner = _owner()
     payload = parse_body(app.current_request.raw_body)
-    return _accept({"type": task_type.name, "payload": payload}, owner)
+    key = app.current_request.headers.get("idempotency-key")
+    return _accept({"type": task_type.name, "payload": payload}, owner, key)
 
 
-def _accept(body: dict[str, Any], owner: str) -> Response:
+def _accept(body: dict[str, Any], owner: str, key: str | None) -> Response:
     """Validate, record and publish a submission; the ``202`` (or the idempotent replay)."""
     svc = services.current()
     task = new_task(body, owner, svc.config.task_ttl_s, svc.catalogue, svc.payloads)
-    key = app.current_request.headers.get("idempotency-key")
     if key is None:
         svc.store.create(task)
     else:
@@ -183,9 +210,31 @@ def cancel_task(task_id: str) -> Response:
     return Response({"task": task.to_public(), "cancel": "requested"}, status_code=202)
 
 
+@app.route("/tasks/{task_id}/resubmit", methods=["POST"])
+@json_errors
+def resubmit_task(task_id: str) -> Response:
+    """Submit the owner's failed or cancelled task again, as a new task with its options.
+
+    Idempotent: the same task resubmitted twice makes one new task (the second answer is the
+    first's, with ``Idempotent-Replayed: true``).
+    """
+    return _resubmit(_own_task(task_id, _owner()))
+
+
+def _resubmit(task: Task) -> Response:
+    if task.status not in (Status.FAILED, Status.CANCELLED):
+        raise Conflict(
+            f"task {task.task_id} is {task.status}; only failed or cancelled tasks are "
+            "submitted again",
+            field="status",
+        )
+    return _accept(resubmission(task), task.owner, f"resubmit-{task.task_id}")
+
+
 @app.route("/tasks", methods=["GET"])
 @json_errors
 def list_tasks() -> dict[str, Any]:
+    """The key's tasks, newest first, by status, type and ``created_at`` range, in pages."""
     owner = _owner()
     params = app.current_request.query_params or {}
     status = one_of(Status, params["status"], "status") if "status" in params else None
@@ -193,7 +242,10 @@ def list_tasks() -> dict[str, Any]:
     if task_type is not None:
         services.current().catalogue.lookup(task_type)
     limit_text = params.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+    # isascii: str.isdigit() also takes digits like "²" that int() refuses.
+    if not (limit_text.isascii() and limit_text.isdigit()) or not (
+        1 <= int(limit_text) <= MAX_LIST_LIMIT
+    ):
         raise Unprocessable(
             f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", field="limit"
         )
@@ -203,5 +255,147 @@ def list_tasks() -> dict[str, Any]:
         task_type=task_type,
         limit=int(limit_text),
         cursor=params.get("cursor"),
+        since=_moment(params, "since"),
+        until=_moment(params, "until"),
     )
     return {"tasks": [t.to_public() for t in page.tasks], "next_cursor": page.next_cursor}
+
+
+def _moment(params: dict[str, str], name: str) -> str | None:
+    """An ISO 8601 query parameter as the store's timestamp form; 422 naming it if malformed."""
+    text = params.get(name)
+    if text is None:
+        return None
+    try:
+        if not text.isascii() or len(text) > 40:
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # times without an offset are UTC, like the API's
+        # Converting can leave the years the store's form has (0001-9999) at the far ends.
+        return iso(moment.timestamp())
+    except (ValueError, OverflowError):
+        raise Unprocessable(
+            f"{name} must be an ISO 8601 time like 2026-12-01T10:00:00Z", field=name
+        ) from None
+
+
+@app.route("/ops/overview", methods=["GET"])
+@json_errors
+def ops_overview() -> dict[str, Any]:
+    """Queue depths, workers and tasks in flight, as last reported by the sweeper process."""
+    _operator()
+    overview = services.current().overview.get()
+    if overview is None:
+        raise Unavailable(
+            "no overview has been reported yet: is the sweeper running?",
+            headers={"Retry-After": "5"},
+        )
+    return {"overview": overview.to_json()}
+
+
+@app.route("/ops/dead-letters", methods=["GET"])
+@json_errors
+def list_dead_letters() -> dict[str, Any]:
+    """The dead messages, oldest first (at most 500); the queue is left as it was."""
+    _operator()
+    dead = _on_broker(lambda conn, names: deadletters.list_dead(conn, names))
+    return {"dead_letters": [message.to_json() for message in dead]}
+
+
+@app.route("/ops/dead-letters/replay", methods=["POST"], content_types=["application/json"])
+@json_errors
+def replay_dead_letters() -> dict[str, Any]:
+    """Replay the dead messages ``{"ids": [...]}`` or ``{"all": true}``.
+
+    A message whose task ended failed or cancelled is resubmitted as a new task instead (the
+    relay would ignore it): ``resubmitted`` maps each such message to its new task.
+    """
+    _operator()
+    body = parse_body(app.current_request.raw_body)
+    ids = body.get("ids")
+    if body.get("all") is True and ids is None:
+        wanted: set[str] | None = None
+    elif (
+        isinstance(ids, list)
+        and ids
+        and len(ids) <= deadletters.MAX_LISTED
+        and all(isinstance(i, str) for i in ids)
+    ):
+        wanted = set(ids)
+    else:
+        raise Unprocessable(
+            'the body must be {"ids": [message ids]} (1 to 500) or {"all": true}', field="ids"
+        )
+    replayed, resubmitted = _on_broker(
+        lambda conn, names: deadletters.replay(conn, names, wanted, _resubmit_dead)
+    )
+    return {
+        "replayed": replayed,
+        "resubmitted": [{"task_id": k, "new_task_id": v} for k, v in resubmitted.items()],
+    }
+
+
+def _resubmit_dead(message: deadletters.DeadMessage) -> str | None:
+    """The new task's id if the dead message's task ended failed or cancelled, else ``None``."""
+    if message.task_id is None:
+        return None
+    try:
+        uuid.UUID(message.task_id)
+    except ValueError:
+        return None
+    task = services.current().store.get(message.task_id)
+    if task is None or task.status not in (Status.FAILED, Status.CANCELLED):
+        return None
+    response = _resubmit(task)
+    return str(response.body["task"]["task_id"])
+
+
+@app.route("/ops/dead-letters/purge", methods=["POST"])
+@json_errors
+def purge_dead_letters() -> dict[str, Any]:
+    """Drop every dead message."""
+    operator = _operator()
+    purged = _on_broker(lambda conn, names: deadletters.purge(conn, names))
+    log.warning("%d dead messages purged by %s", purged, operator)
+    return {"purged": purged}
+
+
+def _on_broker(operation: Callable[..., Any]) -> Any:
+    """Run a dead-letter operation on the edge's broker connection; 503 if it is unavailable."""
+    svc = services.current()
+    try:
+        return svc.publisher.run(
+            lambda connection: operation(connection, svc.config.names),
+            BROKER_OPERATION_TIMEOUT_S,
+        )
+    except PublishError:
+        log.warning("dead-letter operation failed", exc_info=True)
+        raise Unavailable(
+            "the task queue is unavailable; try again", headers={"Retry-After": "5"}
+        ) from None
+
+
+@app.route("/openapi.json", methods=["GET"])
+@json_errors
+def openapi_document() -> dict[str, Any]:
+    """This API's OpenAPI 3.1 document (no key needed)."""
+    return openapi.document(services.current().catalogue)
+
+
+def _preflight(**_path_params: str) -> Response:
+    """``OPTIONS``: the CORS preflight of every path (the middleware adds the origin).
+
+    The answer is the same for every path, so its parameters (a task id, say) are ignored.
+    """
+    allowed = services.current().config.allowed_origins
+    return Response(
+        body="",
+        status_code=204,
+        headers=cors.preflight_headers(app.current_request.headers, allowed),
+    )
+
+
+# One preflight route per path, registered after every other route so that none is missed.
+for _number, _path in enumerate(sorted({route for route in app.routes})):
+    app.route(_path, methods=["OPTIONS"], name=f"preflight_{_number}")(json_errors(_preflight))

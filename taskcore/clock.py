@@ -12,7 +12,8 @@ def iso(seconds: float) -> str:
     Fixed width, so these strings sort in time order: DynamoDB's indexes rely on that.
     """
     moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y gives years before 1000 fewer than four digits (on glibc).
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 def now_iso() -> str:

@@ -37,8 +37,16 @@ class Config:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """Owner by SHA-256 of the API key, so the keys themselves are never held in memory twice."""
     realtime_url: str = "ws://127.0.0.1:8765"
-    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
-    """Origins whose pages may open websockets; clients that send no Origin (CLI, SDK) may too."""
+    allowed_origins: tuple[str, ...] = (
+        "http://127.0.0.1:8000",
+        "http://localhost:8000",
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+    )
+    """Origins whose pages may call the API (CORS) and open websockets: by default the edge's own
+    and the console's (``taskcast up``'s ports). Clients that send no Origin (CLI, SDK) always may."""
+    operators: frozenset[str] = frozenset()
+    """Owners whose API keys may use the operations routes (``TASKCAST_OPERATORS``)."""
     watch_token_ttl_s: int = 3600
     task_ttl_s: int = 30 * 86400
     event_log_ttl_s: int = 86400
@@ -124,6 +132,7 @@ class Config:
             api_keys=_api_keys(get("TASKCAST_API_KEYS")),
             realtime_url=realtime or "ws://127.0.0.1:8765",
             allowed_origins=_origins(get("TASKCAST_ALLOWED_ORIGINS")) or cls.allowed_origins,
+            operators=_operators(get("TASKCAST_OPERATORS")),
             watch_token_ttl_s=_seconds(
                 get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600
             ),
@@ -196,6 +205,13 @@ def parse_modules(value: str | None, variable: str = "TASKCAST_TASKS") -> tuple[
         if not _MODULE.match(module):
             raise ConfigError(variable, f"{module!r} is not a module name like myapp.tasks")
     return modules
+
+
+def _operators(value: str | None) -> frozenset[str]:
+    """``dev,ops`` into owner names; an owner is the name after ``=`` in ``TASKCAST_API_KEYS``."""
+    if value is None:
+        return frozenset()
+    return frozenset(o.strip() for o in value.split(",") if o.strip())
 
 
 def _origins(value: str | None) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .clock import now_iso
+from .clock import iso, now_iso, parse_iso
 from .errors import ConditionLost, ValidationError
 from .idempotency import IdempotencyKey, KeyReused
 from .status import TERMINAL, Status, check_transition
@@ -303,14 +303,37 @@ class TaskStore:
         task_type: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> Page:
         """The owner's tasks, newest first, optionally filtered, ``limit`` at a time.
 
-        Filters are applied after DynamoDB reads a page, so this keeps reading until it has
-        ``limit`` tasks or the index is exhausted; the cursor is the key of the last task given.
+        ``since`` (inclusive) and ``until`` (exclusive) bound ``created_at`` (:func:`iso` form):
+        they are the index's sort key, so a time range reads only its own part of the index.
+        Status and type filters are applied after DynamoDB reads a page, so this keeps reading
+        until it has ``limit`` tasks or the range is exhausted; the cursor is the key of the
+        last task given.
         """
         names = {"#owner": "owner"}
         values: Item = {":owner": {"S": owner}}
+        key_condition = "#owner = :owner"
+        if since is not None or until is not None:
+            names["#created"] = "created_at"
+        if since is not None and until is not None:
+            # BETWEEN is inclusive at both ends; the millisecond before ``until`` is the last.
+            last = _millisecond_before(until)
+            if last is None or last < since:
+                # An empty range: DynamoDB refuses a BETWEEN whose bounds are the wrong way round.
+                return Page([], None)
+            values[":since"] = {"S": since}
+            values[":until"] = {"S": last}
+            key_condition += " AND #created BETWEEN :since AND :until"
+        elif since is not None:
+            values[":since"] = {"S": since}
+            key_condition += " AND #created >= :since"
+        elif until is not None:
+            values[":until"] = {"S": until}
+            key_condition += " AND #created < :until"
         filters = []
         if status is not None:
             names["#status"] = "status"
@@ -321,13 +344,20 @@ class TaskStore:
             values[":type"] = {"S": task_type}
             filters.append("#type = :type")
         start = None if cursor is None else _decode_cursor(cursor, owner)
+        if start is not None:
+            # DynamoDB refuses a start key outside the key condition's range.
+            at = start["created_at"]["S"]
+            if (since is not None and at < since) or (until is not None and at >= until):
+                raise ValidationError(
+                    "cursor is not one this API gave out for this since/until", field="cursor"
+                )
         tasks: list[Task] = []
         more = False
         while len(tasks) < limit:
             query: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": BY_OWNER,
-                "KeyConditionExpression": "#owner = :owner",
+                "KeyConditionExpression": key_condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
                 "ScanIndexForward": False,
@@ -373,6 +403,14 @@ def _status_list(prefix: str, statuses: Iterable[Status], values: Item) -> str:
     return ", ".join(placeholders)
 
 
+def _millisecond_before(moment: str) -> str | None:
+    """The :func:`iso` time a millisecond before ``moment``; ``None`` if that is before year 1."""
+    try:
+        return iso(parse_iso(moment) - 0.001)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _encode_cursor(task: Task) -> str:
     key = {"task_id": task.task_id, "owner": task.owner, "created_at": task.created_at}
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
@@ -382,7 +420,7 @@ def _decode_cursor(cursor: str, owner: str) -> Item:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         parsed = {name: {"S": str(key[name])} for name in ("task_id", "owner", "created_at")}
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise ValidationError("cursor is not one this API gave out", field="cursor") from None
     # A cursor names a position in one owner's index; never let it walk another's.
     if parsed["owner"]["S"] != owner:

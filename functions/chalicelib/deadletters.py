@@ -3,30 +3,36 @@
 Three things end up there. Messages the relay could not use (unparseable, no record, another
 type than the record's), dead-lettered with the reason in ``x-taskcast-reason``; the messages of
 tasks that waited their queue timeout for a worker serving their type (``no_worker``, failed by
-the sweeper); and messages the broker
-gave up on after the tasks queue's delivery limit (``x-first-death-reason: delivery_limit``),
-which is what happens to a message whose relaying fails every time.
+the sweeper); and messages the broker gave up on after the tasks queue's delivery limit
+(``x-first-death-reason: delivery_limit``), which is what happens to a message whose relaying
+fails every time.
 
 Replaying republishes a message to the tasks exchange with its original routing key, with
 confirms, and only then removes it from the dead queue. The relay treats it like any other
 delivery, so replay is safe to repeat: a task that is no longer ``pending`` is not queued again.
+A message whose task has already ended failed or cancelled would only be ignored by the relay,
+so ``resubmit`` submits that task again as a new one instead.
 
-This talks to RabbitMQ directly (``TASKCAST_RABBITMQ_URL``, ``TASKCAST_NAMESPACE``): it is for
-whoever runs the stack, not for API clients.
+The edge runs these on its publisher's connection, for the operator routes (``/ops/...``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from taskcore.message import REASON_HEADER
+from taskcore.errors import ValidationError
+from taskcore.message import REASON_HEADER, Submitted
 from taskcore.names import Names
+
+MAX_LISTED = 500
+"""A listing shows the oldest this many; the rest stay on the queue, unread."""
 
 _DEATH_HEADERS = (
     "x-death",
@@ -42,26 +48,44 @@ class DeadMessage:
     message_id: str | None
     routing_key: str
     reason: str
-    body: bytes
+    task_id: str | None
+    type: str | None
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> DeadMessage:
         headers: dict[str, Any] = dict(message.headers or {})
         reason = headers.get(REASON_HEADER) or headers.get("x-first-death-reason") or "unknown"
-        return cls(message.message_id, message.routing_key or "", str(reason), message.body)
+        try:
+            submitted: Submitted | None = Submitted.decode(message.body)
+        except ValidationError:
+            submitted = None  # what the relay refused as unparseable is listed all the same
+        return cls(
+            message.message_id,
+            message.routing_key or "",
+            str(reason),
+            None if submitted is None else submitted.task_id,
+            None if submitted is None else submitted.type,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "routing_key": self.routing_key,
+            "reason": self.reason,
+            "task_id": self.task_id,
+            "type": self.type,
+        }
 
 
 @asynccontextmanager
 async def _dead_messages(
-    url: str, names: Names
+    connection: AbstractConnection, names: Names
 ) -> AsyncIterator[tuple[AbstractChannel, list[AbstractIncomingMessage]]]:
-    """Every message on the dead queue, taken but not acked; what is not acked goes back."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()  # publisher confirms on
+    """The oldest dead messages, taken but not acked; what is not acked goes back."""
+    async with connection.channel() as channel:  # publisher confirms on
         queue = await channel.get_queue(names.dead_queue, ensure=True)
-        messages = []
-        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+        messages: list[AbstractIncomingMessage] = []
+        while len(messages) < MAX_LISTED and (message := await queue.get(no_ack=False, fail=False)):
             messages.append(message)
         try:
             yield channel, messages
@@ -71,34 +95,38 @@ async def _dead_messages(
                     await message.nack(requeue=True)
 
 
-async def list_dead(url: str, names: Names) -> list[DeadMessage]:
+async def list_dead(connection: AbstractConnection, names: Names) -> list[DeadMessage]:
     """The dead messages, oldest first; the queue is left as it was."""
-    async with _dead_messages(url, names) as (_, messages):
+    async with _dead_messages(connection, names) as (_, messages):
         return [DeadMessage.of(m) for m in messages]
 
 
 async def replay(
-    url: str,
+    connection: AbstractConnection,
     names: Names,
     message_ids: Collection[str] | None,
-    resubmit: Callable[[DeadMessage], Awaitable[bool]] | None = None,
-) -> list[str]:
+    resubmit: Callable[[DeadMessage], str | None],
+) -> tuple[list[str], dict[str, str]]:
     """Publish the dead messages with these ids (all if ``None``) to the tasks exchange again.
 
     Each is removed from the dead queue only once the broker confirmed its republication, or
-    once ``resubmit`` says it submitted the message's task again itself: a message whose task
-    has already failed (a task that waited too long for a worker, say) would only be ignored by
-    the relay. Returns the ids replayed either way.
+    once ``resubmit`` submitted the message's task again itself and returned the new task's
+    id. Returns the ids replayed, and the new task of each message resubmitted.
     """
-    replayed = []
-    async with _dead_messages(url, names) as (channel, messages):
+    replayed: list[str] = []
+    resubmitted: dict[str, str] = {}
+    async with _dead_messages(connection, names) as (channel, messages):
         exchange = await channel.get_exchange(names.exchange, ensure=True)
         for message in messages:
             if message_ids is not None and message.message_id not in message_ids:
                 continue
-            if resubmit is not None and await resubmit(DeadMessage.of(message)):
+            dead = DeadMessage.of(message)
+            # On a thread: resubmitting publishes through the loop this coroutine runs on.
+            new_task_id = await asyncio.to_thread(resubmit, dead)
+            if new_task_id is not None:
                 await message.ack()
                 replayed.append(message.message_id or "")
+                resubmitted[message.message_id or ""] = new_task_id
                 continue
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in _DROPPED_ON_REPLAY
@@ -116,14 +144,12 @@ async def replay(
             )
             await message.ack()
             replayed.append(message.message_id or "")
-    return replayed
+    return replayed, resubmitted
 
 
-async def purge(url: str, names: Names) -> int:
+async def purge(connection: AbstractConnection, names: Names) -> int:
     """Drop every dead message; returns how many there were."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
+    async with connection.channel() as channel:
         queue = await channel.get_queue(names.dead_queue, ensure=True)
         result = await queue.purge()
         return int(result.message_count or 0)

@@ -12,16 +12,19 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
 
 from taskcore.errors import TaskcastError
 from taskcore.message import CONTENT_TYPE, CancelRequested, Submitted
 from taskcore.names import Names
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PublishError(TaskcastError):
@@ -50,6 +53,26 @@ class Publisher:
     def cancel(self, message: CancelRequested) -> None:
         """Publish a cancel request and wait for the broker's confirm."""
         self._publish_confirmed(message.encode(), Names.CANCEL_KEY, message.task_id, None)
+
+    def run(self, operation: Callable[[AbstractConnection], Awaitable[T]], timeout_s: float) -> T:
+        """Run ``operation`` on the publisher's connection (the dead-letter routes use it).
+
+        :class:`PublishError` if the broker cannot be reached or the operation fails.
+        """
+
+        async def on_connection() -> T:
+            await self._exchange_ready()
+            assert self._connection is not None
+            return await operation(self._connection)
+
+        future = asyncio.run_coroutine_threadsafe(on_connection(), self._loop)
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise PublishError("the broker did not answer in time") from None
+        except Exception as exc:
+            raise PublishError(f"the broker operation failed: {exc!r}") from exc
 
     def _publish_confirmed(
         self, body: bytes, routing_key: str, task_id: str, trace_id: str | None

@@ -16,6 +16,7 @@ import boto3
 from taskcore.catalogue import Catalogue
 from taskcore.config import Config
 from taskcore.errors import ConfigError
+from taskcore.overview import OverviewStore
 from taskcore.store import TaskStore
 
 from .payloads import Payloads
@@ -32,6 +33,7 @@ class Services:
     publisher: Publisher
     catalogue: Catalogue
     payloads: Payloads
+    overview: OverviewStore
 
 
 _build_lock = threading.Lock()
@@ -73,6 +75,7 @@ def _build() -> Services:
         publisher=Publisher(config.rabbitmq, config.names),
         catalogue=catalogue,
         payloads=payloads,
+        overview=OverviewStore(dynamodb, config.names.tasks_table),
     )
 
 

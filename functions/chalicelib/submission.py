@@ -72,3 +72,14 @@ def new_task(
         retry_cap_s=task_type.retry_cap_s,
         queue_timeout_s=task_type.queue_timeout_s,
     )
+
+
+def resubmission(task: Task) -> dict[str, Any]:
+    """The body that submits ``task`` again: its type, payload and the options it ran with."""
+    return {
+        "type": task.type,
+        "payload": task.payload,
+        "priority": str(task.priority),
+        "max_attempts": task.max_attempts,
+        "timeout_s": task.timeout_s,
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
@@ -24,29 +23,7 @@ from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from tests.conftest import WATCH_SECRET, drain
-
-ALICE = {"X-Api-Key": "alice-key", "Content-Type": "application/json"}
-BOB = {"X-Api-Key": "bob-key", "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def edge(aws: Any, amqp: aio_pika.abc.AbstractChannel) -> Iterator[Client]:
-    import app
-    from chalicelib import services
-
-    services.reset()
-    with Client(app.app) as client:
-        yield client
-    services.reset()
-
-
-def submit(edge: Client, body: Any, headers: dict[str, str] = ALICE) -> Any:
-    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return edge.http.post("/tasks", headers=headers, body=raw)
-
-
-def error_of(response: Any) -> dict[str, Any]:
-    return dict(json.loads(response.body)["error"])
+from tests.functional.edge import ALICE, BOB, error_of, submit
 
 
 async def test_submit_answers_202_with_the_task_location_and_a_watch_token(
