@@ -132,89 +132,51 @@ def cmd_tasks_export(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    """``taskcast dlq list|replay|purge``: needs the broker (TASKCAST_RABBITMQ_URL)."""
-    from taskcore.config import Config
-    from taskcore.errors import ConfigError
-
-    from . import dlq
-
-    try:
-        config = Config.from_env(need=["rabbitmq"])
-    except ConfigError as exc:
-        print(f"taskcast dlq: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    url, names = config.rabbitmq, config.names
-    if args.dlq_command == "purge":
-        print(f"purged {asyncio.run(dlq.purge(url, names))} dead messages")
-        return EXIT_OK
-    if args.dlq_command == "list":
-        dead = asyncio.run(dlq.list_dead(url, names))
-        table = Table("message id", "routing key", "reason", title=f"{names.dead_queue}")
-        for message in dead:
-            table.add_row(message.message_id or "-", message.routing_key, message.reason)
-        console = Console()
-        console.print(table)
-        if args.failed:
-            with _client(args) as client:
+    """``taskcast dlq list|replay|purge``: through the API, with an operator's key."""
+    with _client(args) as client:
+        if args.dlq_command == "purge":
+            print(f"purged {client.purge_dead_letters()} dead messages")
+            return EXIT_OK
+        if args.dlq_command == "list":
+            table = Table("message id", "task type", "routing key", "reason", title="dead letters")
+            for message in client.dead_letters():
+                table.add_row(
+                    message["message_id"] or "-",
+                    message["type"] or "-",
+                    message["routing_key"],
+                    message["reason"],
+                )
+            console = Console()
+            console.print(table)
+            if args.failed:
                 console.print(summary(client.list(status="failed", limit=100).tasks))
-        return EXIT_OK
-
-    async def resubmit_failed(message: dlq.DeadMessage) -> bool:
-        """Submit the message's task again if it failed: the relay would ignore the message."""
-        if message.message_id is None:
-            return False
-        return await asyncio.to_thread(_resubmit_if_failed, args, message.message_id)
-
-    replayed = asyncio.run(
-        dlq.replay(url, names, None if args.all else [args.id], resubmit=resubmit_failed)
-    )
-    for message_id in replayed:
-        print(f"{message_id}: replayed")
-    if args.all or replayed:
-        print(f"replayed {len(replayed)} dead messages")
-        return EXIT_OK
-    return _replay_failed_task(args, args.id)
+            return EXIT_OK
+        answer = client.replay_dead_letters(None if args.all else [args.id])
+        new_tasks = {r["task_id"]: r["new_task_id"] for r in answer["resubmitted"]}
+        for message_id in answer["replayed"]:
+            if message_id in new_tasks:
+                print(f"{message_id}: submitted again as {new_tasks[message_id]}")
+            else:
+                print(f"{message_id}: replayed")
+        if args.all or answer["replayed"]:
+            print(f"replayed {len(answer['replayed'])} dead messages")
+            return EXIT_OK
+        return _resubmit_failed_task(client, args.id)
 
 
-def _resubmit_if_failed(args: argparse.Namespace, task_id: str) -> bool:
-    """Submit ``task_id`` again if it is one of this key's failed tasks."""
-    with _client(args) as client:
-        try:
-            task = client.get(task_id)
-        except ApiError:
-            return False  # not a task of this key's: replay the message as it is
-        if task["status"] != "failed":
-            return False
-        _submit_again(client, task)
-    return True
-
-
-def _replay_failed_task(args: argparse.Namespace, task_id: str) -> int:
+def _resubmit_failed_task(client: Client, task_id: str) -> int:
     """Submit a failed task again as a new task; replaying it twice makes one new task."""
-    with _client(args) as client:
-        task = client.get(task_id)
-        if task["status"] != "failed":
-            print(
-                f"taskcast dlq: {task_id} is neither a dead message nor a failed task "
-                f"(it is {task['status']})",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        _submit_again(client, task)
+    task = client.get(task_id)
+    if task["status"] != "failed":
+        print(
+            f"taskcast dlq: {task_id} is neither a dead message nor a failed task "
+            f"(it is {task['status']})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    submission = client.resubmit(task_id)
+    print(f"{task_id}: submitted again as {submission.task_id}")
     return EXIT_OK
-
-
-def _submit_again(client: Client, task: dict[str, Any]) -> None:
-    """A failed task as a new one, with the options it ran with; the key makes it once."""
-    sub = client.submit(
-        task["type"],
-        task["payload"],
-        priority=task["priority"],
-        max_attempts=task["max_attempts"],
-        timeout_s=task["timeout_s"],
-        idempotency_key=f"replay-{task['task_id']}",
-    )
-    print(f"{task['task_id']}: submitted again as {sub.task_id}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -223,7 +185,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(
         os.environ,
         host=args.host,
-        ports=Ports(args.edge_port, args.realtime_port, args.moto_port),
+        ports=Ports(args.edge_port, args.realtime_port, args.moto_port, args.console_port),
         workers=args.workers,
         tasks=args.tasks,
     )
@@ -233,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo, run_image_demo
     from .stack import Ports
 
-    ports = Ports(args.edge_port, args.realtime_port, args.moto_port)
+    ports = Ports(args.edge_port, args.realtime_port, args.moto_port, args.console_port)
     if args.image:
         return run_image_demo(image_filter=args.filter, ports=ports)
     return run_demo(tasks=args.tasks, workers=args.workers, ports=ports)
@@ -258,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--edge-port", type=int, default=8000)
     up.add_argument("--realtime-port", type=int, default=8765)
     up.add_argument("--moto-port", type=int, default=5000)
+    up.add_argument("--console-port", type=int, default=8080, help="where the web console is")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument(
         "--tasks",
@@ -305,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=cmd_list)
 
     dlq = commands.add_parser(
-        "dlq", help="dead letters: list, replay or purge (needs TASKCAST_RABBITMQ_URL)"
+        "dlq", help="dead letters: list, replay or purge (needs an operator's API key)"
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_commands.add_parser("list", help="list dead messages (the queue is unchanged)")
@@ -344,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--edge-port", type=int, default=8000)
     demo.add_argument("--realtime-port", type=int, default=8765)
     demo.add_argument("--moto-port", type=int, default=5000)
+    demo.add_argument("--console-port", type=int, default=8080, help="where the web console is")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -14,6 +14,7 @@ caller sees every event once, in order, until the task ends.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import random
@@ -223,6 +224,35 @@ class Client:
         Watchers see the ``cancelled`` status when it happens.
         """
         return dict(self._request("POST", f"/tasks/{task_id}/cancel")["task"])
+
+    def resubmit(self, task_id: str) -> Submission:
+        """Submit a failed or cancelled task again as a new one, with the options it ran with.
+
+        Idempotent: resubmitting the same task twice returns the one new task both times.
+        """
+        data = self._request("POST", f"/tasks/{task_id}/resubmit")
+        return Submission(data["task"], Watch.from_json(data["watch"]))
+
+    def overview(self) -> dict[str, Any]:
+        """Operators: queue depths, workers and tasks in flight, as last reported."""
+        return dict(self._request("GET", "/ops/overview")["overview"])
+
+    def dead_letters(self) -> builtins.list[dict[str, Any]]:
+        """Operators: the dead messages, oldest first; the queue is left as it was."""
+        return builtins.list(self._request("GET", "/ops/dead-letters")["dead_letters"])
+
+    def replay_dead_letters(self, message_ids: builtins.list[str] | None = None) -> dict[str, Any]:
+        """Operators: replay these dead messages (all if ``None``).
+
+        A message whose task ended failed or cancelled is resubmitted as a new task instead:
+        the answer's ``resubmitted`` lists those with their new task ids.
+        """
+        body: dict[str, Any] = {"all": True} if message_ids is None else {"ids": message_ids}
+        return self._request("POST", "/ops/dead-letters/replay", json=body)
+
+    def purge_dead_letters(self) -> int:
+        """Operators: drop every dead message; returns how many there were."""
+        return int(self._request("POST", "/ops/dead-letters/purge")["purged"])
 
     def watch_token(self, task_id: str) -> Watch:
         """A fresh watch token for one of the caller's tasks."""
