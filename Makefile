@@ -5,9 +5,12 @@ BIN := $(VENV)/bin
 # The modules that declare the tasks `make up` runs; `make up TASKS=myapp.tasks` runs yours.
 TASKS ?= taskcast_demo.tasks,taskcast_images.tasks
 
-.PHONY: install services demo up test lint format bench package clean
+.PHONY: install chromium services demo up test lint format bench package clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
+
+chromium:  ## a Chromium for the browser tests: the one on PATH, else Debian's package
+	scripts/chromium.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

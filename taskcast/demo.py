@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import threading
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ DEMO_TASKS = "taskcast_demo.tasks"
 """The demo's task module, loaded like any user's (``TASKCAST_TASKS``)."""
 IMAGE_TASKS = "taskcast_images.tasks"
 STATE_DIR = Path(".taskcast")
-DEFAULT_PORTS = Ports()
+DEFAULT_PORTS = Ports(console=8080)
 
 
 def demo_payloads(count: int, rng: random.Random) -> list[dict[str, float | int]]:
@@ -49,14 +50,21 @@ class DemoFailed(Exception):
 
 @contextlib.contextmanager
 def _demo_stack(
-    console: Console, env: Mapping[str, str], tasks: str, workers: int, ports: Ports
-) -> Iterator[Client]:
+    console: Console,
+    env: Mapping[str, str],
+    tasks: str,
+    workers: int,
+    ports: Ports,
+    queues: str | None = None,
+) -> Iterator[tuple[Stack, Client]]:
     """The stack with ``tasks`` running, its logs in a file: a client of its first API key."""
     log_path = STATE_DIR / "demo.log"
     STATE_DIR.mkdir(exist_ok=True)
     with log_path.open("w") as log_file:
         try:
-            stack = Stack(env, workers=workers, tasks=tasks, ports=ports, output=log_file)
+            stack = Stack(
+                env, workers=workers, tasks=tasks, queues=queues, ports=ports, output=log_file
+            )
         except Exception as exc:
             raise DemoFailed(f"cannot start the demo: {exc}") from exc
         console.print(f"starting the stack (logs: {log_path}) ...")
@@ -64,25 +72,52 @@ def _demo_stack(
             with stack:
                 key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
                 with Client(stack.edge_url, key) as client:
-                    yield client
+                    yield stack, client
                 console.print("stopping the stack ...")
         except StackError as exc:
             raise DemoFailed(f"the stack failed: {exc}\n(see {log_path})") from exc
 
 
+DEMO_QUEUES = "default"
+"""The queues the demo's workers serve: not ``gpu``, so a ``demo.gpu`` task shows what happens to
+a task that no worker serves (it waits, then fails ``no_worker`` and is dead-lettered)."""
+
+
 def run_demo(tasks: int = 6, workers: int = 3, ports: Ports = DEFAULT_PORTS) -> int:
+    """Watch demo tasks on a board; then, if the console is served, stay up for it until Ctrl-C."""
     console = Console()
     try:
-        with _demo_stack(console, os.environ, DEMO_TASKS, workers, ports) as client:
+        with _demo_stack(console, os.environ, DEMO_TASKS, workers, ports, DEMO_QUEUES) as (
+            stack,
+            client,
+        ):
             subs = [client.submit("demo.sleep", p) for p in demo_payloads(tasks, random.Random())]
             console.print(f"submitted {len(subs)} demo.sleep tasks; watching them live:\n")
             with Board(console) as board:
                 final = asyncio.run(board.follow(client, subs))
             console.print(summary(final.values()))
+            if stack.console_url is not None:
+                _stay_up(console, stack)
     except DemoFailed as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
     return 0
+
+
+def _stay_up(console: Console, stack: Stack) -> None:
+    """Keep the stack running for the console until Ctrl-C (or SIGTERM)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
+    console.print(
+        f"\nThe stack stays up. Open the console: {stack.console_url}  (API key: {key})\n"
+        f"API {stack.edge_url}, reference at {stack.console_url}reference.html. "
+        "Ctrl-C stops everything.",
+        soft_wrap=True,
+    )
+    while not stop.wait(0.5):
+        stack.check_children()
 
 
 @contextlib.contextmanager
@@ -124,7 +159,7 @@ def run_image_demo(
         with serve_sample() as url:
             allow = url.split("/")[2]
             env = {**os.environ, "TASKCAST_FETCH_ALLOWLIST": allow}
-            with _demo_stack(console, env, IMAGE_TASKS, workers, ports) as client:
+            with _demo_stack(console, env, IMAGE_TASKS, workers, ports) as (_, client):
                 sub = client.submit("image.filter", {"url": url, "filter": image_filter})
                 console.print(f"submitted image.filter ({image_filter}) of {url}:\n")
                 with Board(console) as board:

@@ -39,6 +39,8 @@ DEFAULTS = {
     "TASKCAST_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
     "TASKCAST_REDIS_URL": "redis://127.0.0.1:6379/0",
     "TASKCAST_API_KEYS": "dev-key=dev",
+    # The local key may operate: the console's operations tab and `taskcast dlq`.
+    "TASKCAST_OPERATORS": "dev",
     # moto and LocalStack accept any credentials; boto3 insists on having some.
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -55,6 +57,8 @@ class Ports:
     edge: int = 8000
     realtime: int = 8765
     moto: int = 5000
+    console: int | None = None
+    """The console's port; ``None`` serves no console."""
 
 
 @dataclass
@@ -74,10 +78,18 @@ def stack_environment(
         env.setdefault(key, value)
     env.setdefault("TASKCAST_WATCH_SECRET", secrets.token_urlsafe(32))
     env.setdefault("TASKCAST_REALTIME_URL", f"ws://{host}:{ports.realtime}")
+    env.setdefault("TASKCAST_ALLOWED_ORIGINS", ",".join(_page_origins(host, ports)))
     if use_moto:
         env["AWS_ENDPOINT_URL"] = f"http://{host}:{ports.moto}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _page_origins(host: str, ports: Ports) -> list[str]:
+    """The origins of the stack's own pages (the console's, the edge's): they may call the API."""
+    hosts = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else [host]
+    served = [p for p in (ports.console, ports.edge) if p is not None]
+    return [f"http://{h}:{port}" for port in served for h in hosts]
 
 
 def check_reachable(config: Config) -> None:
@@ -118,12 +130,15 @@ class Stack:
         ports: Ports = Ports(),
         workers: int = 2,
         tasks: str | None = None,
+        queues: str | None = None,
         output: TextIO | None = None,
     ) -> None:
         self.use_moto = not env.get("AWS_ENDPOINT_URL")
         self.host = host
         self.ports = ports
         self.workers = workers
+        self.queues = queues
+        """The queues the workers serve (``--queues``); ``None``: every queue of the task types."""
         self.env = stack_environment(env, ports, host, self.use_moto)
         if tasks is not None:
             self.env["TASKCAST_TASKS"] = ",".join(parse_modules(tasks, "--tasks"))
@@ -152,6 +167,10 @@ class Stack:
     @property
     def realtime_url(self) -> str:
         return self.config.realtime_url
+
+    @property
+    def console_url(self) -> str | None:
+        return None if self.ports.console is None else f"http://{self.host}:{self.ports.console}/"
 
     def start(self, timeout_s: float = 60) -> None:
         """Start every part and return once the edge and realtime service answer."""
@@ -185,12 +204,28 @@ class Stack:
         )
         self._spawn("relay", [python, "-m", "worker_container"])
         for n in range(1, self.workers + 1):
-            self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker"])
+            queues = [] if self.queues is None else ["--queues", self.queues]
+            self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker", *queues])
         self._spawn("sweeper", [python, "-m", "worker_container.sweeper"])
         self._spawn(
             "realtime",
             [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],
         )
+        if self.ports.console is not None:
+            self._spawn(
+                "console",
+                [
+                    python,
+                    "-m",
+                    "console",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.ports.console),
+                    "--api",
+                    self.edge_url,
+                ],
+            )
         self._wait_healthy(timeout_s)
 
     def _export_catalogue(self, timeout_s: float) -> None:
@@ -212,6 +247,8 @@ class Stack:
             "edge": f"{self.edge_url}/health",
             "realtime": f"http://{self.host}:{self.ports.realtime}/healthz",
         }
+        if self.console_url is not None:
+            probes["console"] = f"{self.console_url}config.json"
         while probes:
             self.check_children()
             for name, url in list(probes.items()):
@@ -348,8 +385,10 @@ def up(
         with stack:
             api_key = next(iter(stack.env["TASKCAST_API_KEYS"].split(","))).split("=")[0]
             first = next(iter(sorted(stack.catalogue)))
+            console = "" if stack.console_url is None else f"  console {stack.console_url}\n"
             print(
                 f"\ntaskcast is up: API {stack.edge_url}  realtime {stack.realtime_url}\n"
+                f"{console}"
                 f"  task types: {', '.join(sorted(stack.catalogue))}\n"
                 f"  try: taskcast --url {stack.edge_url} --api-key {api_key} submit {first} --watch\n"
                 "  Ctrl-C stops everything.\n",

@@ -1,4 +1,4 @@
-"""The demo task types: ``demo.sleep``, ``demo.flaky``, ``demo.noop`` and ``demo.stream``."""
+"""The demo task types: ``demo.sleep``, ``demo.flaky``, ``demo.noop``, ``demo.stream``, ``demo.gpu``."""
 
 from __future__ import annotations
 
@@ -121,6 +121,23 @@ def flaky(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
 def noop(ctx: TaskContext, payload: dict[str, Any]) -> None:
     """Does nothing and succeeds: the shortest possible task, for benchmarks."""
     _record(ctx)
+
+
+@task(
+    "demo.gpu",
+    payload={"type": "object", "additionalProperties": False},
+    queue="gpu",
+    queue_timeout_s=20,
+    timeout_s=30,
+)
+def gpu(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs on the ``gpu`` queue, which ``taskcast demo`` starts no worker for.
+
+    There it waits for a worker, fails ``no_worker`` after 20 s and is dead-lettered: the dead
+    letter the console's Operations tab replays. Where a worker serves ``gpu`` it just succeeds.
+    """
+    _record(ctx)
+    return {"ran_on": "gpu"}
 
 
 STREAM_PAYLOAD = {

@@ -102,7 +102,7 @@ def test_tasks_export_writes_the_catalogue_and_names_a_module_it_cannot_import(
     written = _plain("tasks", "export", "taskcast_demo.tasks", "-o", str(out))
     assert written.returncode == 0, written.stderr
     names = [t["name"] for t in json.loads(out.read_text())["task_types"]]
-    assert names == ["demo.flaky", "demo.noop", "demo.sleep", "demo.stream"]
+    assert names == ["demo.flaky", "demo.gpu", "demo.noop", "demo.sleep", "demo.stream"]
 
     missing = _plain("tasks", "export", "no_such_package.tasks")
     assert missing.returncode == 2
