@@ -61,8 +61,10 @@ def chromium() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package-scoped: Playwright's sync API runs an event loop on this thread while it is open,
+    # and every asyncio test after this package needs the thread without one.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         yield launched
