@@ -30,14 +30,15 @@ from taskcore.errors import ConditionLost, ConfigError
 from taskcore.idempotency import IdempotencyKey
 from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
+from taskcore.store import MAX_LIST_LIMIT
 from taskcore.task import Task
 
 app = ThreadSafeChalice(app_name="taskcast")
 app.log.setLevel(logging.INFO)
 log = app.log
 
-MAX_LIST_LIMIT = 100
-BROKER_OPERATION_TIMEOUT_S = 30.0
+BROKER_OPERATION_TIMEOUT_S = 25.0
+"""Under API Gateway's 29 s, so a slow dead-letter operation still answers in our own words."""
 
 
 @app.middleware("http")
@@ -297,7 +298,7 @@ def ops_overview() -> dict[str, Any]:
 @app.route("/ops/dead-letters", methods=["GET"])
 @json_errors
 def list_dead_letters() -> dict[str, Any]:
-    """The dead messages, oldest first (at most 500); the queue is left as it was."""
+    """The dead messages, oldest first (at most 500), each taken and put back on the queue."""
     _operator()
     dead = _on_broker(lambda conn, names: deadletters.list_dead(conn, names))
     return {"dead_letters": [message.to_json() for message in dead]}
@@ -308,8 +309,9 @@ def list_dead_letters() -> dict[str, Any]:
 def replay_dead_letters() -> dict[str, Any]:
     """Replay the dead messages ``{"ids": [...]}`` or ``{"all": true}``.
 
-    A message whose task ended failed or cancelled is resubmitted as a new task instead (the
-    relay would ignore it): ``resubmitted`` maps each such message to its new task.
+    A message whose task failed is resubmitted as a new task instead (the relay would ignore
+    it): ``resubmitted`` lists each such task with its new one. A message that cannot be
+    replayed stays dead and is listed in ``skipped`` with the reason; the others go on.
     """
     _operator()
     body = parse_body(app.current_request.raw_body)
@@ -327,17 +329,19 @@ def replay_dead_letters() -> dict[str, Any]:
         raise Unprocessable(
             'the body must be {"ids": [message ids]} (1 to 500) or {"all": true}', field="ids"
         )
-    replayed, resubmitted = _on_broker(
-        lambda conn, names: deadletters.replay(conn, names, wanted, _resubmit_dead)
-    )
+    done = _on_broker(lambda conn, names: deadletters.replay(conn, names, wanted, _resubmit_dead))
     return {
-        "replayed": replayed,
-        "resubmitted": [{"task_id": k, "new_task_id": v} for k, v in resubmitted.items()],
+        "replayed": done.replayed,
+        "resubmitted": [{"task_id": k, "new_task_id": v} for k, v in done.resubmitted.items()],
+        "skipped": [{"message_id": k, "error": v} for k, v in done.skipped.items()],
     }
 
 
 def _resubmit_dead(message: deadletters.DeadMessage) -> str | None:
-    """The new task's id if the dead message's task ended failed or cancelled, else ``None``."""
+    """The new task's id if the dead message's task failed, else ``None`` (republish it).
+
+    A cancelled task is left alone: its owner cancelled it, and may resubmit it themselves.
+    """
     if message.task_id is None:
         return None
     try:
@@ -345,7 +349,7 @@ def _resubmit_dead(message: deadletters.DeadMessage) -> str | None:
     except ValueError:
         return None
     task = services.current().store.get(message.task_id)
-    if task is None or task.status not in (Status.FAILED, Status.CANCELLED):
+    if task is None or task.status is not Status.FAILED:
         return None
     response = _resubmit(task)
     return str(response.body["task"]["task_id"])

@@ -158,9 +158,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                 print(f"{message_id}: submitted again as {new_tasks[message_id]}")
             else:
                 print(f"{message_id}: replayed")
-        if args.all or answer["replayed"]:
+        for skipped in answer["skipped"]:
+            print(f"{skipped['message_id']}: not replayed: {skipped['error']}", file=sys.stderr)
+        if args.all or answer["replayed"] or answer["skipped"]:
             print(f"replayed {len(answer['replayed'])} dead messages")
-            return EXIT_OK
+            return EXIT_TASK_FAILED if answer["skipped"] else EXIT_OK
         return _resubmit_failed_task(client, args.id)
 
 
@@ -271,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "dlq", help="dead letters: list, replay or purge (needs an operator's API key)"
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="list dead messages (the queue is unchanged)")
+    dlq_list = dlq_commands.add_parser(
+        "list", help="list dead messages (each is taken and put back)"
+    )
     dlq_list.add_argument("--failed", action="store_true", help="also list your failed tasks")
     dlq_replay = dlq_commands.add_parser(
         "replay", help="republish a dead message, or submit a failed task again"

@@ -238,7 +238,7 @@ class Client:
         return dict(self._request("GET", "/ops/overview")["overview"])
 
     def dead_letters(self) -> builtins.list[dict[str, Any]]:
-        """Operators: the dead messages, oldest first; the queue is left as it was."""
+        """Operators: the dead messages, oldest first (each taken from the queue and put back)."""
         return builtins.list(self._request("GET", "/ops/dead-letters")["dead_letters"])
 
     def replay_dead_letters(self, message_ids: builtins.list[str] | None = None) -> dict[str, Any]:

@@ -87,7 +87,9 @@ def stack_environment(
 
 def _page_origins(host: str, ports: Ports) -> list[str]:
     """The origins of the stack's own pages (the console's, the edge's): they may call the API."""
-    hosts = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else [host]
+    # A page is opened by a name for the host: on loopback or all interfaces, by either of these.
+    local = host in ("127.0.0.1", "localhost", "0.0.0.0", "::")
+    hosts = ["127.0.0.1", "localhost"] if local else [host]
     served = [p for p in (ports.console, ports.edge) if p is not None]
     return [f"http://{h}:{port}" for port in served for h in hosts]
 

@@ -37,14 +37,9 @@ class Config:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """Owner by SHA-256 of the API key, so the keys themselves are never held in memory twice."""
     realtime_url: str = "ws://127.0.0.1:8765"
-    allowed_origins: tuple[str, ...] = (
-        "http://127.0.0.1:8000",
-        "http://localhost:8000",
-        "http://127.0.0.1:8080",
-        "http://localhost:8080",
-    )
-    """Origins whose pages may call the API (CORS) and open websockets: by default the edge's own
-    and the console's (``taskcast up``'s ports). Clients that send no Origin (CLI, SDK) always may."""
+    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
+    """Origins whose pages may call the API (CORS) and open websockets; ``taskcast up`` adds its
+    console's. Clients that send no Origin (CLI, SDK) always may."""
     operators: frozenset[str] = frozenset()
     """Owners whose API keys may use the operations routes (``TASKCAST_OPERATORS``)."""
     watch_token_ttl_s: int = 3600

@@ -2,8 +2,9 @@
 
 The sweeper process measures it every :data:`REPORT_INTERVAL_S` seconds from Redis and RabbitMQ
 and writes it as one item of the task table; the edge reads that item for ``GET /ops/overview``.
-So the edge stays stateless and needs no Redis, one read answers the page, and the figures are
-at most one report old (``updated_at`` says when they were taken). The item's key is not a task
+So the edge stays stateless and needs no Redis, and one read answers the page. The figures are
+as of ``updated_at``: one report old while a sweeper runs; if none runs, the last report stays
+and ages, and ``updated_at`` says so. The item's key is not a task
 id (those are UUIDs) and it has no owner or status, so no task lookup, listing or index meets it.
 """
 

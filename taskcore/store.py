@@ -25,6 +25,8 @@ from .idempotency import IdempotencyKey, KeyReused
 from .status import TERMINAL, Status, check_transition
 from .task import Item, Progress, Task
 
+MAX_LIST_LIMIT = 100
+"""The most tasks one page of a listing holds."""
 BY_OWNER = "by_owner"
 BY_STATUS = "by_status"
 

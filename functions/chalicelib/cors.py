@@ -20,10 +20,11 @@ PREFLIGHT_MAX_AGE_S = 600
 
 def headers(origin: str | None, allowed: Collection[str]) -> dict[str, str]:
     """The CORS headers of an answer to a request from ``origin`` (none if not allowed)."""
-    if origin is None or origin.rstrip("/") not in allowed:
+    normalised = None if origin is None else origin.rstrip("/")
+    if normalised is None or normalised not in allowed:
         return {"Vary": "Origin"}
     return {
-        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Origin": normalised,
         "Access-Control-Expose-Headers": EXPOSED_HEADERS,
         "Vary": "Origin",
     }

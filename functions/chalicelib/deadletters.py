@@ -10,8 +10,9 @@ fails every time.
 Replaying republishes a message to the tasks exchange with its original routing key, with
 confirms, and only then removes it from the dead queue. The relay treats it like any other
 delivery, so replay is safe to repeat: a task that is no longer ``pending`` is not queued again.
-A message whose task has already ended failed or cancelled would only be ignored by the relay,
-so ``resubmit`` submits that task again as a new one instead.
+A message whose task has already failed would only be ignored by the relay, so ``resubmit``
+submits that task again as a new one instead. A message that cannot be replayed (its task's type
+has left the catalogue, say) stays on the dead queue and is reported, and the rest go on.
 
 The edge runs these on its publisher's connection, for the operator routes (``/ops/...``).
 """
@@ -19,9 +20,10 @@ The edge runs these on its publisher's connection, for the operator routes (``/o
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -30,6 +32,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from taskcore.errors import ValidationError
 from taskcore.message import REASON_HEADER, Submitted
 from taskcore.names import Names
+
+log = logging.getLogger(__name__)
 
 MAX_LISTED = 500
 """A listing shows the oldest this many; the rest stay on the queue, unread."""
@@ -41,6 +45,16 @@ _DEATH_HEADERS = (
     "x-first-death-exchange",
 )
 _DROPPED_ON_REPLAY = frozenset({REASON_HEADER, "x-delivery-count", *_DEATH_HEADERS})
+
+
+@dataclass
+class Replayed:
+    """What a replay did: the message ids replayed, the new task of each task resubmitted (by
+    the failed task's id), and why each message left on the dead queue was not replayed."""
+
+    replayed: list[str] = field(default_factory=list)
+    resubmitted: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,8 @@ async def _dead_messages(
     connection: AbstractConnection, names: Names
 ) -> AsyncIterator[tuple[AbstractChannel, list[AbstractIncomingMessage]]]:
     """The oldest dead messages, taken but not acked; what is not acked goes back."""
-    async with connection.channel() as channel:  # publisher confirms on
+    # Publisher confirms on, and an unroutable republish raises rather than being confirmed.
+    async with connection.channel(on_return_raises=True) as channel:
         queue = await channel.get_queue(names.dead_queue, ensure=True)
         messages: list[AbstractIncomingMessage] = []
         while len(messages) < MAX_LISTED and (message := await queue.get(no_ack=False, fail=False)):
@@ -96,7 +111,7 @@ async def _dead_messages(
 
 
 async def list_dead(connection: AbstractConnection, names: Names) -> list[DeadMessage]:
-    """The dead messages, oldest first; the queue is left as it was."""
+    """The dead messages, oldest first, each taken and put back (RabbitMQ counts a delivery)."""
     async with _dead_messages(connection, names) as (_, messages):
         return [DeadMessage.of(m) for m in messages]
 
@@ -106,27 +121,32 @@ async def replay(
     names: Names,
     message_ids: Collection[str] | None,
     resubmit: Callable[[DeadMessage], str | None],
-) -> tuple[list[str], dict[str, str]]:
+) -> Replayed:
     """Publish the dead messages with these ids (all if ``None``) to the tasks exchange again.
 
     Each is removed from the dead queue only once the broker confirmed its republication, or
-    once ``resubmit`` submitted the message's task again itself and returned the new task's
-    id. Returns the ids replayed, and the new task of each message resubmitted.
+    once ``resubmit`` submitted the message's task again itself and returned the new task's id.
+    A message ``resubmit`` raises for is left on the queue and reported in ``skipped``.
     """
-    replayed: list[str] = []
-    resubmitted: dict[str, str] = {}
+    done = Replayed()
     async with _dead_messages(connection, names) as (channel, messages):
         exchange = await channel.get_exchange(names.exchange, ensure=True)
         for message in messages:
             if message_ids is not None and message.message_id not in message_ids:
                 continue
             dead = DeadMessage.of(message)
-            # On a thread: resubmitting publishes through the loop this coroutine runs on.
-            new_task_id = await asyncio.to_thread(resubmit, dead)
+            message_id = message.message_id or ""
+            try:
+                # On a thread: resubmitting publishes through the loop this coroutine runs on.
+                new_task_id = await asyncio.to_thread(resubmit, dead)
+            except Exception as exc:
+                log.warning("dead message %s not replayed", message_id, exc_info=True)
+                done.skipped[message_id] = str(exc) or type(exc).__name__
+                continue
             if new_task_id is not None:
                 await message.ack()
-                replayed.append(message.message_id or "")
-                resubmitted[message.message_id or ""] = new_task_id
+                done.replayed.append(message_id)
+                done.resubmitted[dead.task_id or message_id] = new_task_id
                 continue
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in _DROPPED_ON_REPLAY
@@ -143,8 +163,8 @@ async def replay(
                 mandatory=True,
             )
             await message.ack()
-            replayed.append(message.message_id or "")
-    return replayed, resubmitted
+            done.replayed.append(message_id)
+    return done
 
 
 async def purge(connection: AbstractConnection, names: Names) -> int:

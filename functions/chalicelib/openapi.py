@@ -25,6 +25,7 @@ from typing import Any
 from taskcore.catalogue import Catalogue
 from taskcore.idempotency import KEY_PATTERN
 from taskcore.status import Status
+from taskcore.store import MAX_LIST_LIMIT
 from taskcore.tasktype import MAX_DELAY_S, Priority, TaskType
 
 from .deadletters import MAX_LISTED
@@ -44,8 +45,6 @@ from .submission import MAX_BODY_BYTES
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 """The version of the API this document describes (``info.version``)."""
-MAX_LIST_LIMIT = 100
-"""The largest ``limit`` of ``GET /tasks``: the app's own, which this module cannot import."""
 
 Schema = dict[str, Any]
 
@@ -385,7 +384,7 @@ def _ops_dead_letters() -> Schema:
         "summary": f"The dead messages, oldest first (at most {MAX_LISTED}).",
         "responses": {
             "200": _json(
-                "The dead messages; the queue is left as it was.",
+                "The dead messages, each taken from the queue and put back.",
                 _object({"dead_letters": {"type": "array", "items": dead}}),
             ),
             **_errors("Unauthorized", "Forbidden", "Unavailable"),
@@ -419,6 +418,10 @@ def _ops_replay() -> Schema:
                     {"task_id": {"type": "string"}, "new_task_id": {"type": "string"}}
                 ),
             },
+            "skipped": {
+                "type": "array",
+                "items": _object({"message_id": {"type": "string"}, "error": {"type": "string"}}),
+            },
         }
     )
     return {
@@ -426,8 +429,9 @@ def _ops_replay() -> Schema:
         "tags": ["ops"],
         "summary": "Replay dead messages.",
         "description": (
-            "A message whose task ended failed or cancelled is resubmitted as a new task instead: "
-            "`resubmitted` maps each such task to its new one."
+            "A message whose task failed is resubmitted as a new task instead: `resubmitted` "
+            "maps each such task to its new one. A message that cannot be replayed stays on the "
+            "dead queue and is listed in `skipped` with the reason."
         ),
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {

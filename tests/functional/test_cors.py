@@ -75,7 +75,7 @@ def test_a_submit_from_an_allowed_origin_exposes_its_location(edge: Client) -> N
     response = submit(edge, {"type": "demo.noop"}, {**ALICE, "Origin": "https://app.example/"})
 
     assert response.status_code == 202
-    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example/"
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "Location" in response.headers["Access-Control-Expose-Headers"]
 
 

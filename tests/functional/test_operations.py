@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -125,7 +126,7 @@ async def test_dead_letters_are_listed_without_being_taken_replayed_and_purged(
 
     # The pending task's message goes back to the relay; the failed task is submitted anew.
     assert answers[0]["replayed"] == [pending.task_id, failed.task_id]
-    assert answers[1] == {"replayed": [], "resubmitted": []}  # nothing left of them to replay
+    assert answers[1] == {"replayed": [], "resubmitted": [], "skipped": []}  # none left
     [again] = answers[0]["resubmitted"]
     assert again["task_id"] == failed.task_id
     new = store.get(again["new_task_id"])
@@ -143,6 +144,35 @@ async def test_dead_letters_are_listed_without_being_taken_replayed_and_purged(
     purged = edge.http.post("/ops/dead-letters/purge", headers=OPERATOR)
     assert body_of(purged) == {"purged": 1}  # the garbage
     assert body_of(edge.http.get("/ops/dead-letters", headers=OPERATOR))["dead_letters"] == []
+
+
+async def test_a_dead_letter_that_cannot_be_replayed_stays_and_the_others_go_on(
+    edge: Client, aws: Any, config: Config, amqp: aio_pika.abc.AbstractChannel
+) -> None:
+    store = TaskStore(aws, config.names.tasks_table)
+    # A failed task whose type this edge no longer accepts, and a task its owner cancelled.
+    gone = dataclasses.replace(make_task(status=Status.FAILED), type="gone.type")
+    cancelled = make_task("demo.noop", status=Status.CANCELLED)
+    for task in (gone, cancelled):
+        store.create(task)
+        body = Submitted(task.task_id, task.type, task.trace_id).encode()
+        await bury(amqp, config.names, body, task.task_id)
+
+    response = edge.http.post(
+        "/ops/dead-letters/replay", headers={**OPERATOR, **JSON}, body='{"all": true}'
+    )
+
+    answer = body_of(response)
+    assert response.status_code == 200
+    # The cancelled task is not run again behind its owner's back: its message goes to the relay,
+    # which ignores it.
+    assert answer["replayed"] == [cancelled.task_id]
+    assert answer["resubmitted"] == []
+    [skipped] = answer["skipped"]
+    assert skipped["message_id"] == gone.task_id
+    assert "gone.type" in skipped["error"]
+    listed = body_of(edge.http.get("/ops/dead-letters", headers=OPERATOR))["dead_letters"]
+    assert [m["message_id"] for m in listed] == [gone.task_id]
 
 
 @pytest.mark.parametrize(
