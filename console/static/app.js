@@ -69,7 +69,10 @@ async function apiBase() {
 async function signIn(key) {
   state.api = new Api(await apiBase(), key);
   const types = await guarded(() => state.api.taskTypes());
-  if (!types) return;
+  if (!types) {
+    state.api = null;
+    return;
+  }
   // A cheap authenticated call tells a wrong key at once, before any view.
   const probe = await guarded(() => state.api.list({ limit: 1 }));
   if (!probe) {
@@ -94,6 +97,7 @@ async function signIn(key) {
   } catch (error) {
     // 403: not an operator's key; 503: no figures yet, but an operator's key all the same.
     $("nav-ops").hidden = error.status !== 503;
+    if (error.status !== 403 && error.status !== 503) showError(error);
   }
   route();
 }
@@ -134,9 +138,18 @@ function show(view) {
 function route() {
   state.leave();
   state.leave = () => {};
+  state.loading = null; // a list still loading is not drawn, nor its rows watched
   if (!state.api) return show("signin");
   const [, view, arg] = location.hash.split("/");
-  if (view === "task" && arg) return openTask(decodeURIComponent(arg));
+  if (view === "task" && arg) {
+    let taskId;
+    try {
+      taskId = decodeURIComponent(arg);
+    } catch {
+      return showError(new Error(`the address names no task: ${arg}`));
+    }
+    return openTask(taskId);
+  }
   if (view === "tasks") return openTasks();
   if (view === "ops") return openOps();
   return openLaunch();
@@ -286,19 +299,26 @@ async function openTask(taskId) {
   for (const id of ["detail-status", "detail-message", "detail-type", "detail-attempt", "detail-payload",
     "hop-accepted", "hop-queued", "hop-started", "hop-ended"]) $(id).textContent = "";
   $("detail-result").textContent = "—";
+  // Leaving before the awaits below are done stops what they start, and draws nothing.
+  const view = { taskId, task: null, seen: new Set(), backfilled: false, left: false, stop: null };
+  state.leave = () => {
+    view.left = true;
+    if (view.stop) view.stop();
+  };
   const answer = await guarded(() => state.api.get(taskId));
-  if (!answer) return;
-  const view = { taskId, task: answer.task, seen: new Set(), backfilled: false, ended: false };
+  if (!answer || view.left) return;
+  view.task = answer.task;
   renderTask(view);
   const watch = state.watches.get(taskId) || null;
   state.watches.delete(taskId);
-  const stop = await guarded(() => state.watcher.watch(taskId, watch, (m) => onTaskMessage(view, m)));
-  state.leave = () => { if (stop) stop(); };
+  view.stop = await guarded(() => state.watcher.watch(taskId, watch, (m) => onTaskMessage(view, m)));
+  if (view.left && view.stop) view.stop();
   $("detail-cancel").onclick = () => cancelTask(view);
   $("detail-resubmit").onclick = () => resubmitTask(view);
 }
 
 function onTaskMessage(view, message) {
+  if (view.left) return;
   if (message.op === "error") return showError(new Error(message.message));
   if (message.op === "snapshot") {
     view.task = message.task;
@@ -314,7 +334,11 @@ function onTaskMessage(view, message) {
     view.task = { ...view.task, status: message.status, result: message.result, error: message.error };
     $("detail-connection").textContent = "ended";
     // The record has the end's times; the events may not all have been seen.
-    state.api.get(view.taskId).then((a) => { view.task = a.task; renderTask(view); }).catch(showError);
+    state.api.get(view.taskId).then((a) => {
+      if (view.left) return;
+      view.task = a.task;
+      renderTask(view);
+    }).catch(showError);
   }
   renderTask(view);
 }
@@ -376,15 +400,17 @@ async function resubmitTask(view) {
 
 function openOps() {
   show("ops");
-  refreshOps();
-  const timer = setInterval(refreshOps, OPS_REFRESH_MS);
+  refreshOps(true);
+  // The figures every few seconds; the dead letters only when asked (Refresh, or after an
+  // action), as each listing takes every dead message and puts it back.
+  const timer = setInterval(() => refreshOps(false), OPS_REFRESH_MS);
   state.leave = () => clearInterval(timer);
 }
 
-async function refreshOps() {
+async function refreshOps(withDeadLetters) {
   const [overview, dead] = await Promise.all([
     state.api.overview().catch((error) => { showError(error); return null; }),
-    state.api.deadLetters().catch((error) => { showError(error); return null; }),
+    withDeadLetters ? state.api.deadLetters().catch((error) => { showError(error); return null; }) : null,
   ]);
   if (overview) renderOverview(overview.overview);
   if (dead) renderDead(dead.dead_letters);
@@ -425,8 +451,11 @@ async function replayDead(ids) {
   const answer = await guarded(() => state.api.replayDead(ids));
   if (!answer) return;
   const again = answer.resubmitted.map((r) => `${r.task_id} → new task ${r.new_task_id}`);
-  $("dead-outcome").textContent = `replayed ${answer.replayed.length}` + (again.length ? `; submitted again: ${again.join(", ")}` : "");
-  refreshOps();
+  const skipped = answer.skipped.map((s) => `${s.message_id} (${s.error})`);
+  $("dead-outcome").textContent = `replayed ${answer.replayed.length}` +
+    (again.length ? `; submitted again: ${again.join(", ")}` : "") +
+    (skipped.length ? `; not replayed, left dead: ${skipped.join(", ")}` : "");
+  refreshOps(true);
 }
 
 async function purgeDead() {
@@ -434,7 +463,7 @@ async function purgeDead() {
   const answer = await guarded(() => state.api.purgeDead());
   if (!answer) return;
   $("dead-outcome").textContent = `purged ${answer.purged}`;
-  refreshOps();
+  refreshOps(true);
 }
 
 // --- wiring -------------------------------------------------------------------------------
@@ -455,7 +484,7 @@ $("filter-form").addEventListener("submit", (event) => {
 $("find-form").addEventListener("submit", findTask);
 $("page-first").addEventListener("click", () => loadPage(0));
 $("page-next").addEventListener("click", () => loadPage(state.pages.length - 1));
-$("ops-refresh").addEventListener("click", refreshOps);
+$("ops-refresh").addEventListener("click", () => refreshOps(true));
 $("dead-replay-all").addEventListener("click", () => replayDead(null));
 $("dead-purge").addEventListener("click", purgeDead);
 window.addEventListener("hashchange", route);
