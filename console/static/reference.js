@@ -8,6 +8,12 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// The document's prose marks code with `backticks`: shown as code, never parsed as HTML.
+function prose(tag, text, props = {}) {
+  const parts = (text || "").split("`");
+  return el(tag, props, ...parts.map((part, i) => (i % 2 ? el("code", { textContent: part }) : part)));
+}
+
 function schemaText(schema, components) {
   const seen = new Set();
   const resolve = (value) => {
@@ -50,7 +56,7 @@ async function main() {
   const main = $("reference");
   main.replaceChildren(
     el("h2", { textContent: `${doc.info.title} ${doc.info.version}` }),
-    el("p", { textContent: doc.info.description || "" }),
+    prose("p", doc.info.description),
   );
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(item)) {
@@ -58,13 +64,14 @@ async function main() {
       const section = el("section", { className: "operation" });
       section.dataset.operation = `${method.toUpperCase()} ${path}`;
       section.append(el("h3", {}, el("code", { textContent: `${method.toUpperCase()} ${path}` })));
-      section.append(el("p", { textContent: op.summary || "" }));
-      if (op.description) section.append(el("p", { className: "muted", textContent: op.description }));
+      section.append(prose("p", op.summary));
+      if (op.description) section.append(prose("p", op.description, { className: "muted" }));
       const params = [...(item.parameters || []), ...(op.parameters || [])];
       if (params.length) {
         section.append(el("h4", { textContent: "Parameters" }));
         section.append(el("ul", {}, ...params.map((p) => el("li", {},
-          el("code", { textContent: p.name }), ` (${p.in}${p.required ? ", required" : ""}) ${p.description || ""}`))));
+          el("code", { textContent: p.name }), ` (${p.in}${p.required ? ", required" : ""}) `,
+          prose("span", p.description)))));
       }
       const body = op.requestBody && op.requestBody.content && op.requestBody.content["application/json"];
       if (body) {
@@ -73,7 +80,7 @@ async function main() {
       }
       section.append(el("h4", { textContent: "Responses" }));
       section.append(el("ul", {}, ...Object.entries(op.responses || {}).map(([code, r]) =>
-        el("li", {}, el("code", { textContent: code }), ` ${r.description || ""}`))));
+        el("li", {}, el("code", { textContent: code }), " ", prose("span", r.description)))));
       main.append(section);
     }
   }

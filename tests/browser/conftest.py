@@ -23,6 +23,7 @@ import redis
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from taskcast.stack import Ports, Stack
+from taskcore.names import Names
 from tests.conftest import RABBITMQ_URL, WATCH_SECRET
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -179,15 +180,20 @@ def console_stack(
         yield stack
     with redis.Redis.from_url(REDIS_URL) as client:
         client.flushdb()
+    drop_topology(stack.config.names)
 
-    async def drop_topology() -> None:
+
+def drop_topology(names: Names) -> None:
+    """Delete a namespace's exchanges and queues from the broker."""
+
+    async def drop() -> None:
         from infra.broker import delete_topology
 
         connection = await aio_pika.connect(RABBITMQ_URL)
         async with connection:
-            await delete_topology(await connection.channel(), stack.config.names)
+            await delete_topology(await connection.channel(), names)
 
     # On a thread of its own: Playwright's sync API keeps an event loop running on this one.
-    dropping = Thread(target=lambda: asyncio.run(drop_topology()))
+    dropping = Thread(target=lambda: asyncio.run(drop()))
     dropping.start()
     dropping.join(timeout=30)
