@@ -216,8 +216,8 @@ def cancel_task(task_id: str) -> Response:
 def resubmit_task(task_id: str) -> Response:
     """Submit the owner's failed or cancelled task again, as a new task with its options.
 
-    Idempotent: the same task resubmitted twice makes one new task (the second answer is the
-    first's, with ``Idempotent-Replayed: true``).
+    Idempotent for ``TASKCAST_IDEMPOTENCY_TTL``: the same task resubmitted twice makes one new
+    task (the second answer is the first's, with ``Idempotent-Replayed: true``).
     """
     return _resubmit(_own_task(task_id, _owner()))
 
