@@ -67,6 +67,9 @@ class Origin(ThreadingHTTPServer):
         super().__init__((host, 0), OriginHandler)
         self.canary_url = ""
         self.requests: list[str] = []
+        self.gate = threading.Event()
+        """``/gated-cat.png`` answers once this is set (at most 30 s later): a test that must
+        watch a task before it runs on holds it at its download."""
 
     @property
     def base(self) -> str:
@@ -91,6 +94,9 @@ class OriginHandler(BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         path = self.path.split("?")[0]
         if path == "/cat.png":
+            self._send(200, self.PNG, "image/png")
+        elif path == "/gated-cat.png":
+            self.server.gate.wait(30)
             self._send(200, self.PNG, "image/png")
         elif path == "/photo.jpg":
             self._send(200, self.JPEG, "image/jpeg")
