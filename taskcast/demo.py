@@ -70,8 +70,7 @@ def _demo_stack(
         console.print(f"starting the stack (logs: {log_path}) ...")
         try:
             with stack:
-                key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
-                with Client(stack.edge_url, key) as client:
+                with Client(stack.edge_url, stack.api_key) as client:
                     yield stack, client
                 console.print("stopping the stack ...")
         except StackError as exc:
@@ -109,9 +108,9 @@ def _stay_up(console: Console, stack: Stack) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    key = stack.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0]
     console.print(
-        f"\nThe stack stays up. Open the console: {stack.console_url}  (API key: {key})\n"
+        f"\nThe stack stays up. Open the console: {stack.console_url}  "
+        f"(API key: {stack.api_key})\n"
         f"API {stack.edge_url}, reference at {stack.console_url}reference.html. "
         "Ctrl-C stops everything.",
         soft_wrap=True,

@@ -171,6 +171,11 @@ class Stack:
         return self.config.realtime_url
 
     @property
+    def api_key(self) -> str:
+        """The first API key of ``TASKCAST_API_KEYS``: the one the stack's own messages name."""
+        return self.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0].strip()
+
+    @property
     def console_url(self) -> str | None:
         return None if self.ports.console is None else f"http://{self.host}:{self.ports.console}/"
 
@@ -385,14 +390,13 @@ def up(
         return 2
     try:
         with stack:
-            api_key = next(iter(stack.env["TASKCAST_API_KEYS"].split(","))).split("=")[0]
             first = next(iter(sorted(stack.catalogue)))
             console = "" if stack.console_url is None else f"  console {stack.console_url}\n"
             print(
                 f"\ntaskcast is up: API {stack.edge_url}  realtime {stack.realtime_url}\n"
                 f"{console}"
                 f"  task types: {', '.join(sorted(stack.catalogue))}\n"
-                f"  try: taskcast --url {stack.edge_url} --api-key {api_key} submit {first} --watch\n"
+                f"  try: taskcast --url {stack.edge_url} --api-key {stack.api_key} submit {first} --watch\n"
                 "  Ctrl-C stops everything.\n",
                 flush=True,
             )
