@@ -82,6 +82,7 @@ class Newcomer:
     def __init__(self, home: Path) -> None:
         self.cwd = home
         self.edge_port, self.realtime_port, self.moto_port = free_port(), free_port(), free_port()
+        self.console_port = free_port()
         self.namespace = f"tut{uuid.uuid4().hex[:8]}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TASKCAST_", "AWS_"))},
@@ -141,7 +142,7 @@ class Newcomer:
     def up(self, text: str, timeout_s: float = 120) -> None:
         ports = (
             f" --edge-port {self.edge_port} --realtime-port {self.realtime_port}"
-            f" --moto-port {self.moto_port}"
+            f" --moto-port {self.moto_port} --console-port {self.console_port}"
         )
         command = self.localised(text).strip() + ports
         self.stack = subprocess.Popen(
