@@ -251,12 +251,11 @@ function renderRows(tasks, loading) {
       el("td", { textContent: fmtTime(task.created_at) }),
     );
     row.dataset.taskId = task.task_id;
-    row.dataset.status = task.status;
     body.append(row);
     if (!TERMINAL.has(task.status)) {
       live.push(
         state.watcher
-          .watch(task.task_id, null, (message) => updateRow(row, status, progress, message))
+          .watch(task.task_id, null, (message) => updateRow(status, progress, message))
           .catch(showError),
       );
     }
@@ -269,13 +268,12 @@ function renderRows(tasks, loading) {
   });
 }
 
-function updateRow(row, status, progress, message) {
+function updateRow(status, progress, message) {
   const task = message.op === "snapshot" ? message.task : message.op === "event" ? message.event : message;
   if (message.op === "error") return showError(new Error(message.message));
   if (task.status) {
     status.className = `status ${task.status}`;
     status.textContent = task.status;
-    row.dataset.status = task.status;
   }
   if (task.progress) progress.textContent = percent(task.progress);
 }
@@ -330,7 +328,6 @@ function onTaskMessage(view, message) {
   } else if (message.op === "event") {
     addEvent(view, message.event);
   } else if (message.op === "end") {
-    view.ended = true;
     view.task = { ...view.task, status: message.status, result: message.result, error: message.error };
     $("detail-connection").textContent = "ended";
     // The record has the end's times; the events may not all have been seen.
