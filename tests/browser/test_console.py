@@ -143,7 +143,13 @@ def test_the_watch_resumes_without_a_gap_after_the_connection_drops(
 
     console_stack.kill("realtime", signal.SIGKILL)  # every socket to the page drops at once
     expect(page.locator("#detail-connection")).to_have_text("reconnecting…")
-    time.sleep(1.5)  # the task goes on meanwhile; its events wait in the log
+    shown = page.locator("#detail-events li[data-kind=progress]").count()
+    with Client(console_stack.edge_url, KEYS["operator"]) as client:
+        # The task goes on meanwhile: wait until it has made two steps the page has not seen.
+        deadline = time.monotonic() + 20
+        while client.get(task_id)["progress"]["percent"] < (shown + 2) * 100 / 12 - 0.01:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     console_stack.restart("realtime")
 
     expect(page.locator("#detail-status")).to_have_text("succeeded", timeout=30_000)
