@@ -28,8 +28,10 @@ from taskcore.definition import catalogue
 pytest_plugins = ["tests.images"]
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
+"""The Redis server the tests use; point it elsewhere to run two test sessions side by side."""
 TEST_REDIS_DB = 13
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
+REDIS_URL = f"{REDIS_SERVER}/{TEST_REDIS_DB}"
 WATCH_SECRET = "test-secret-that-is-long-enough"
 DEMO_TASKS = "taskcast_demo.tasks,taskcast_images.tasks"
 """The task modules every test's environment names: taskcast's own examples."""
@@ -103,8 +105,9 @@ def aws(config: Config) -> Iterator[Any]:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    _require("127.0.0.1", 6379, "Redis")
     client = redis.Redis.from_url(REDIS_URL)
+    pool = client.connection_pool.connection_kwargs
+    _require(pool["host"], pool["port"], "Redis")
     client.flushdb()
     yield client
     client.flushdb()

@@ -24,9 +24,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from taskcast.stack import Ports, Stack
 from taskcore.names import Names
-from tests.conftest import RABBITMQ_URL, WATCH_SECRET
+from tests.conftest import RABBITMQ_URL, REDIS_SERVER, WATCH_SECRET
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = f"{REDIS_SERVER}/12"
 """The browser stack's own database: the per-test one is flushed by other tests."""
 KEYS = {"operator": "dev-key", "other": "other-key", "search": "search-key"}
 """API keys by use: the operator's, one that must see nothing of the others', one for searching."""

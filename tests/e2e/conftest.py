@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from taskcast.stack import Ports, Stack
-from tests.conftest import RABBITMQ_URL, WATCH_SECRET
+from tests.conftest import RABBITMQ_URL, REDIS_SERVER, WATCH_SECRET
 
 # Not the per-test database, which other tests flush while this stack is up.
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/14"
+SHARED_REDIS_URL = f"{REDIS_SERVER}/14"
 
 
 def free_port() -> int:

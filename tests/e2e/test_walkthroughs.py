@@ -30,14 +30,14 @@ import pytest
 import redis
 
 from taskcore.names import Names
-from tests.conftest import RABBITMQ_URL
+from tests.conftest import RABBITMQ_URL, REDIS_SERVER
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DOCUMENTED_URL = "http://127.0.0.1:8000"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = f"{REDIS_SERVER}/11"
 STEP = re.compile(r"<!-- step:(\w+)(?: (\S+))? -->\n```\w+\n(.*?)```", re.DOTALL)
 IMAGES_PORT = "8001"
 """The port the image walkthrough serves its pictures on."""
