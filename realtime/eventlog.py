@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import uuid
 
 from redis.asyncio import Redis
 
@@ -11,21 +11,38 @@ from taskcore.errors import EventDecodeError
 from taskcore.event import Event
 from taskcore.names import Names
 
+from .watch import LogState
+
 log = logging.getLogger(__name__)
 
+STARTED_TTL_S = 7 * 86400
+"""How long a log started by a watcher waits for its first event: longer than any task queues."""
 
-@dataclass(frozen=True)
-class LogState:
-    """The log's epoch (``None`` before its first event) and its events after some ``seq``."""
-
-    epoch: str | None
-    events: list[Event]
+_START = """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'seq', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+"""
 
 
 class EventLogReader:
     def __init__(self, redis: Redis, names: Names) -> None:
         self._redis = redis
         self._names = names
+        self._start = redis.register_script(_START)
+
+    async def start(self, task_id: str) -> None:
+        """Give a log that has no epoch yet its epoch, at ``seq`` 0; a started log is left alone.
+
+        A watcher that subscribes before a task's first event then gets a cursor that names
+        the log its events will be appended to; if Redis loses the log before then, the next
+        append begins another epoch and the cursor is known to be stale, instead of being
+        taken for the start of whatever log exists by then.
+        """
+        await self._start(
+            keys=[self._names.event_meta(task_id)], args=[uuid.uuid4().hex[:16], STARTED_TTL_S]
+        )
 
     async def read(self, task_id: str, after: int = 0) -> LogState:
         """The epoch and the events with ``seq > after``, read in one transaction."""

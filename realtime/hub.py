@@ -34,15 +34,23 @@ SUBSCRIBE_TIMEOUT_S = 30.0
 """How long Redis may take to confirm a subscription: a safety net, generous for a busy instance."""
 
 
+class Resync:
+    """Offered to a channel's listeners when its subscription was renewed after a dropped
+    connection: events published meanwhile were lost to pub/sub, so read the log now."""
+
+
+RESYNC = Resync()
+
+
 class Listener:
     """One watch's share of a channel: a bounded queue and what to do when it overflows."""
 
     def __init__(self, on_overflow: Callable[[], None], max_buffered: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(max_buffered)
+        self.queue: asyncio.Queue[Event | Resync] = asyncio.Queue(max_buffered)
         self._on_overflow = on_overflow
         self.overflowed = False
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Event | Resync) -> None:
         if self.overflowed:
             return
         try:
@@ -83,7 +91,7 @@ class Hub:
     @contextlib.asynccontextmanager
     async def listen(
         self, task_id: str, on_overflow: Callable[[], None]
-    ) -> AsyncIterator[asyncio.Queue[Event]]:
+    ) -> AsyncIterator[asyncio.Queue[Event | Resync]]:
         """Live events of ``task_id`` on a bounded queue, for as long as the context is open."""
         channel = self._names.event_channel(task_id)
         listener = Listener(on_overflow, self._max_buffered)
@@ -125,8 +133,13 @@ class Hub:
             channel = message["channel"].decode()
             if message["type"] == "subscribe":
                 confirmed = self._confirmed.get(channel)
-                if confirmed is not None:
-                    confirmed.set()
+                if confirmed is None:
+                    continue
+                if confirmed.is_set():
+                    # redis-py subscribes again after a reconnect: tell the watches at once.
+                    for listener in self._listeners.get(channel, ()):
+                        listener.offer(RESYNC)
+                confirmed.set()
             elif message["type"] == "message":
                 try:
                     event = Event.decode(message["data"])

@@ -13,7 +13,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from taskcore import logs
+from taskcore import logs, protocol
 from taskcore.config import Config
 from taskcore.store import TaskStore
 
@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 
 REDIS_CONNECTIONS = 32
 """Connections to Redis per instance: one for pub/sub, the rest shared by every watch's reads."""
-
-MAX_MESSAGE_BYTES = 4096
-"""Client messages are small (a subscribe is ~300 bytes); anything bigger is closed with 1009."""
 
 
 class RealtimeService:
@@ -69,7 +66,7 @@ class RealtimeService:
                 port,
                 # None admits clients that send no Origin: the CLI and SDK, which are not browsers.
                 origins=[*map(Origin, self._config.allowed_origins), None],
-                max_size=MAX_MESSAGE_BYTES,
+                max_size=protocol.MAX_MESSAGE_BYTES,
                 process_request=self._health,
                 ping_interval=self._limits.ping_interval_s,
                 ping_timeout=self._limits.ping_timeout_s,

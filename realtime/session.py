@@ -1,19 +1,20 @@
-"""One client connection: its subscriptions, and the gap-free stream of each watched task.
+"""One client connection: its subscriptions, and the I/O of each watch.
 
-Watching a task, in this order, so that no event is missed or doubled between replay and live:
+Each watch's ordering lives in :class:`realtime.watch.Watch`, a state machine without I/O; this
+module does what it asks, in this order, so that nothing is missed between replay and live:
 
-1. listen to the task's channel (confirmed by Redis) and buffer what arrives;
-2. read the log (epoch and events) from Redis;
-3. read the record (the snapshot) from DynamoDB. Workers write the record before they append the
-   event, so the snapshot is never older than the log just read;
-4. send the snapshot with the cursor that the following events continue from: the client's own
-   cursor if it is still in this log (a resume), else the log's last ``seq``;
-5. send the logged events after that cursor, then live ones, dropping any ``seq`` already sent and
-   filling any gap from the log, until the terminal event; then ``end``.
+1. listen to the task's channel (confirmed by Redis), buffering what arrives;
+2. read the log from Redis, starting it (giving it an epoch) if it has none yet, so that even
+   the first snapshot's cursor names the log that its events will be in;
+3. read the record (the snapshot) from DynamoDB. Workers write the record before they append
+   the event, so the snapshot is never older than the log just read;
+4. feed the machine live events as they come, and the log whenever it asks (after a gap, or a
+   new epoch), sending every frame it returns.
 
 A watch that hears nothing for ``Limits.idle_check_s`` re-reads the log, so a lost pub/sub message
 delays an event but never loses it; every ``Limits.record_check_s`` it also reads the record, so the
-final status arrives even if its event never reached the log.
+final status arrives even if its event never reached the log. When the hub's Redis connection
+comes back after a drop, every watch re-reads its log at once.
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ from dataclasses import dataclass
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from taskcore import token
+from taskcore import protocol, token
 from taskcore.errors import TokenError
-from taskcore.event import Cursor, Event
+from taskcore.event import Cursor
+from taskcore.protocol import TOO_SLOW, ErrorCode, ProtocolError, Subscribe, Unsubscribe
 from taskcore.store import TaskStore
-from taskcore.task import Task
 
-from . import protocol
 from .eventlog import EventLogReader
-from .hub import Hub
-from .protocol import ProtocolError, Subscribe, Unsubscribe
+from .hub import Hub, Resync
+from .watch import LogState, Need, Watch
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ class Limits:
     """...and closed if its pong does not come back in this time: a dead client is let go."""
     terminal_grace_s: float = 2.0
     """How long a terminal record waits for its event before ``end`` is sent from the record."""
-
-
-TOO_SLOW = 1013
-"""Close code for a client that stopped reading: "try again later", from its cursor."""
 
 
 class Session:
@@ -93,7 +89,7 @@ class Session:
     async def run(self) -> None:
         try:
             async for raw in self._ws:
-                message = protocol.parse(raw)
+                message = protocol.parse_client(raw)
                 if isinstance(message, Unsubscribe):
                     self._stop_watch(message.task_id)
                 else:
@@ -118,7 +114,9 @@ class Session:
             return  # already watching: the first subscribe's stream carries on
         if len(self._watches) >= self._limits.max_subscriptions:
             limit = self._limits.max_subscriptions
-            raise ProtocolError("too_many_subscriptions", f"at most {limit} tasks per connection")
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} tasks per connection"
+            )
         watch = asyncio.create_task(
             self._watch(request, claims.owner), name=f"watch-{request.task_id}"
         )
@@ -140,7 +138,7 @@ class Session:
             recent.popleft()
         if len(recent) > self._limits.subscribes_per_window:
             raise ProtocolError(
-                "rate_limited",
+                ErrorCode.RATE_LIMITED,
                 f"more than {self._limits.subscribes_per_window} subscribes in {self._limits.window_s:.0f} s",
             )
 
@@ -188,7 +186,7 @@ class Session:
             log.exception("task %s: watch failed", request.task_id)
             await self._refuse(
                 ProtocolError(
-                    "unavailable",
+                    ErrorCode.UNAVAILABLE,
                     "this instance cannot serve the task now; reconnect",
                     request.task_id,
                 )
@@ -196,7 +194,7 @@ class Session:
 
 
 class _TaskWatch:
-    """The stream of one task to one client."""
+    """The I/O of one watch: reads, live events and timers, for a :class:`Watch` to order."""
 
     def __init__(
         self,
@@ -217,28 +215,65 @@ class _TaskWatch:
         self._send = send
         self._limits = limits
         self._on_overflow = on_overflow
-        self._epoch: str | None = None
-        self._sent = 0
         self._next_record_check = 0.0
 
     async def run(self, cursor: Cursor | None) -> None:
+        machine = Watch(self._task_id, self._owner, cursor)
+        grace_ends: float | None = None
+        loop = asyncio.get_running_loop()
         async with self._hub.listen(self._task_id, self._on_overflow) as live:
-            if await self._start(cursor, live):
-                return
-            while True:
-                try:
-                    event = await asyncio.wait_for(live.get(), timeout=self._idle_timeout())
-                except TimeoutError:
-                    if await self._check_idle():
-                        return
-                    continue
-                if event.epoch != self._epoch and self._epoch is not None:
-                    # The log was lost and restarted: the old cursor means nothing now.
-                    if await self._start(None, live):
-                        return
-                    continue
-                if await self._deliver(event):
-                    return
+            while not machine.ended:
+                if machine.need is Need.SNAPSHOT:
+                    state = await self._read_started()
+                    record = await asyncio.to_thread(self._store.get, self._task_id)
+                    self._schedule_record_check()  # the snapshot has just read it
+                    machine.receive_snapshot(state, record)
+                elif machine.need is Need.LOG:
+                    machine.receive_log(await self._reader.read(self._task_id, machine.sent))
+                else:
+                    if machine.ending and grace_ends is None:
+                        grace_ends = loop.time() + self._limits.terminal_grace_s
+                    elif not machine.ending:
+                        grace_ends = None
+                    timeout = (
+                        self._idle_timeout() if grace_ends is None else grace_ends - loop.time()
+                    )
+                    try:
+                        item = await asyncio.wait_for(live.get(), timeout=max(timeout, 0))
+                    except TimeoutError:
+                        await self._when_quiet(machine)
+                    else:
+                        if isinstance(item, Resync):
+                            machine.receive_log(
+                                await self._reader.read(self._task_id, machine.sent)
+                            )
+                        else:
+                            machine.receive_live(item)
+                for frame in machine.data_to_send():
+                    await self._send(frame)
+
+    async def _read_started(self) -> LogState:
+        """The whole log, started first if it does not exist yet (see the module's step 2)."""
+        state = await self._reader.read(self._task_id)
+        for _ in range(3):  # a log lost between start and read is started again
+            if state.epoch is not None:
+                break
+            await self._reader.start(self._task_id)
+            state = await self._reader.read(self._task_id)
+        return state
+
+    async def _when_quiet(self, machine: Watch) -> None:
+        """Nothing came live: end a finished task's grace, or catch up from the log and record."""
+        if machine.ending:
+            machine.grace_expired()
+            return
+        machine.receive_log(await self._reader.read(self._task_id, machine.sent))
+        if machine.need is not Need.LIVE:
+            return
+        if asyncio.get_running_loop().time() < self._next_record_check:
+            return
+        self._schedule_record_check()
+        machine.receive_record(await asyncio.to_thread(self._store.get, self._task_id))
 
     def _schedule_record_check(self) -> None:
         jitter = random.uniform(0.75, 1.25)
@@ -249,85 +284,3 @@ class _TaskWatch:
     def _idle_timeout(self) -> float:
         # Jittered, so that watches started together do not all check at once.
         return self._limits.idle_check_s * random.uniform(0.75, 1.25)
-
-    async def _start(self, cursor: Cursor | None, live: asyncio.Queue[Event]) -> bool:
-        """Send the snapshot and the logged events after it; return whether the watch ended."""
-        state = await self._reader.read(self._task_id)
-        task = await asyncio.to_thread(self._store.get, self._task_id)
-        self._schedule_record_check()  # the snapshot has just read it
-        if task is None or task.owner != self._owner:
-            raise ProtocolError("not_found", f"no task {self._task_id}", self._task_id)
-        last = state.events[-1].seq if state.events else 0
-        first = state.events[0].seq if state.events else 1
-        resumed = (
-            cursor is not None
-            and cursor.epoch == state.epoch
-            and state.epoch is not None
-            and first - 1 <= cursor.seq <= last
-        )
-        start = cursor.seq if resumed and cursor is not None else last
-        self._epoch = state.epoch
-        self._sent = start
-        await self._send(protocol.snapshot(task, Cursor(state.epoch, start), resumed))
-        for event in state.events:
-            if event.seq > start and await self._deliver(event):
-                return True
-        if task.status.is_terminal:
-            if state.events and state.events[-1].status.is_terminal:
-                # Its terminal event is already behind the cursor: nothing more will come.
-                await self._send(protocol.end(state.events[-1]))
-            else:
-                await self._finish_terminal(task, live)
-            return True
-        return False
-
-    async def _deliver(self, event: Event) -> bool:
-        """Send ``event`` in order (filling any gap from the log); return whether it ended the task."""
-        if self._epoch is None:
-            self._epoch = event.epoch
-        if event.seq <= self._sent:
-            return False
-        if event.seq > self._sent + 1:
-            state = await self._reader.read(self._task_id, after=self._sent)
-            for missed in state.events:
-                if missed.seq >= event.seq:
-                    break
-                if await self._send_event(missed):
-                    return True
-        return await self._send_event(event)
-
-    async def _send_event(self, event: Event) -> bool:
-        await self._send(protocol.event(event))
-        self._sent = event.seq
-        if event.status.is_terminal:
-            await self._send(protocol.end(event))
-            return True
-        return False
-
-    async def _finish_terminal(self, task: Task, live: asyncio.Queue[Event]) -> None:
-        """For a task that has ended: wait briefly for its terminal event, else end from the record."""
-        deadline = asyncio.get_running_loop().time() + self._limits.terminal_grace_s
-        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                event = await asyncio.wait_for(live.get(), timeout=remaining)
-            except TimeoutError:
-                break
-            if await self._deliver(event):
-                return
-        # Its terminal event is not coming (the log was lost): end from the record.
-        await self._send(protocol.end(task))
-
-    async def _check_idle(self) -> bool:
-        """Catch up from the log after a quiet spell; now and then, end from the record."""
-        state = await self._reader.read(self._task_id, after=self._sent)
-        for event in state.events:
-            if event.epoch == self._epoch and await self._deliver(event):
-                return True
-        if asyncio.get_running_loop().time() < self._next_record_check:
-            return False
-        self._schedule_record_check()
-        task = await asyncio.to_thread(self._store.get, self._task_id)
-        if task is not None and task.status.is_terminal:
-            await self._send(protocol.end(task))
-            return True
-        return False

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import random
 import time
@@ -27,9 +26,11 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
-log = logging.getLogger(__name__)
+from taskcore import protocol
+from taskcore.event import Cursor
+from taskcore.protocol import ProtocolError
 
-TOKEN_EXPIRED_CLOSE = 4002
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -264,43 +265,29 @@ class Client:
         """Every update of ``task_id``, in order, until its ``end``; survives disconnects."""
         if watch is None:
             watch = await asyncio.to_thread(self.watch_token, task_id)
-        cursor: dict[str, Any] | None = None
+        cursor: Cursor | None = None
         failures = 0
         while True:
             try:
                 async with websockets.connect(watch.url, open_timeout=10) as ws:
-                    await ws.send(
-                        json.dumps(
-                            {
-                                "op": "subscribe",
-                                "task_id": task_id,
-                                "token": watch.token,
-                                "cursor": cursor,
-                            }
-                        )
-                    )
+                    await ws.send(protocol.Subscribe(task_id, watch.token, cursor).encode())
                     async for raw in ws:
-                        message = json.loads(raw)
-                        op = message.get("op")
-                        if op == "error":
-                            if message.get("code") == "token_expired":
+                        message = protocol.parse_server(raw)
+                        if message.op == "error":
+                            code = str(message.data["code"])
+                            if code in protocol.RESUMABLE_ERRORS:
+                                log.info("watch of %s: %s; resuming", task_id, code)
                                 break
-                            raise WatchError(str(message.get("code")), str(message.get("message")))
+                            raise WatchError(code, str(message.data["message"]))
                         failures = 0
-                        if op == "snapshot":
-                            cursor = message["cursor"]
-                        elif op == "event":
-                            event = message["event"]
-                            cursor = {"epoch": event["epoch"], "seq": event["seq"]}
-                        yield Update.from_message(message)
-                        if op == "end":
+                        cursor = message.cursor or cursor
+                        yield Update.from_message(message.data)
+                        if message.op == "end":
                             return
+            except ProtocolError as exc:
+                raise WatchError(exc.code, str(exc)) from None
             except ConnectionClosedError as exc:
-                if (
-                    exc.rcvd is not None
-                    and 4000 <= exc.rcvd.code < 5000
-                    and exc.rcvd.code != TOKEN_EXPIRED_CLOSE
-                ):
+                if exc.rcvd is not None and protocol.is_refusal(exc.rcvd.code):
                     raise WatchError(
                         exc.rcvd.reason or "refused", f"closed with {exc.rcvd.code}"
                     ) from None
