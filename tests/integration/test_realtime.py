@@ -540,6 +540,29 @@ async def test_the_final_status_arrives_even_if_its_event_never_reached_the_chan
         }
 
 
+async def test_an_idle_watcher_learns_of_a_new_epoch_as_soon_as_the_hub_is_back(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    # Idle checks far off: only the hub's renewed subscription can bring the news in time.
+    async with running_world(aws, redis_client, config, limits=Limits(idle_check_s=120)) as world:
+        task = world.move(world.create(), Status.QUEUED)
+        ws = await world.subscribe(task)
+        first = await receive(ws)
+        # Redis restarts: the log is lost, the hub's connection dropped, and the worker's next
+        # event begins a new epoch while no one is subscribed to hear it.
+        redis_client.flushdb()
+        redis_client.client_kill_filter(_type="pubsub")
+        task = world.move(task, Status.RUNNING, attempt=1)
+
+        reset = await receive(ws, timeout_s=10)
+        assert reset["op"] == "snapshot"
+        assert reset["resumed"] is False
+        assert reset["cursor"]["epoch"] != first["cursor"]["epoch"]
+        assert reset["task"]["status"] == "running"
+        world.move(task, Status.SUCCEEDED)
+        assert seqs(await receive_until_end(ws)) == [2]
+
+
 TOKEN_KINDS = ("valid", "other_task", "other_owner", "expired", "forged")
 
 
