@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
+
+import taskcast as sdk
 
 TASK_ID = "9f0c3a1e-0000-4000-8000-000000000001"
 
@@ -198,3 +201,33 @@ def test_a_usage_error_exits_2(api: FakeApi) -> None:
     done = taskcast(api.url, "status")  # no task id
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_the_sdk_raises_the_same_errors_as_one_hierarchy_under_their_old_names_too(
+    api: FakeApi,
+) -> None:
+    api.answer = Answer(422, _error("invalid_payload", "bad", field="payload"))
+    with sdk.Client(api.url, "k") as client, pytest.raises(sdk.ClientError) as refused:
+        client.get(TASK_ID)
+    assert isinstance(refused.value, sdk.ApiError)
+    assert isinstance(refused.value, sdk.TaskcastError)
+    assert (refused.value.status, refused.value.code, refused.value.field) == (
+        422,
+        "invalid_payload",
+        "payload",
+    )
+
+    api.answer = Answer(503, _error("unavailable", "later"), headers=(("Retry-After", "3"),))
+    with sdk.Client(api.url, "k") as client, pytest.raises(sdk.ServerError) as failed:
+        client.get(TASK_ID)
+    assert isinstance(failed.value, sdk.ApiError)
+    assert failed.value.retry_after_s == 3
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with sdk.Client(url, "k") as client, pytest.raises(sdk.ConnectError) as down:
+        client.get(TASK_ID)
+    assert isinstance(down.value, sdk.TransportError)
+    assert isinstance(down.value, sdk.TaskcastError)
+    assert isinstance(down.value.__cause__, httpx.ConnectError)
+    assert down.value.reason == "connection refused"
+    assert issubclass(sdk.WatchError, sdk.TaskcastError)
