@@ -110,9 +110,9 @@ async def migrate_dead_queue(connection: AbstractConnection, names: Names) -> in
         async with connection.channel() as channel:
             await channel.queue_delete(names.legacy_dead_queue)
             await channel.exchange_delete(_migration_exchange(names))
-        log.warning("deleted %s, empty: the dead queue is %s", old.name, names.dead_queue)
+        log.info("deleted %s, empty: the dead queue is %s", old.name, names.dead_queue)
         return 0
-    log.warning("moving %d dead letters from %s to %s", waiting, old.name, names.dead_queue)
+    log.info("moving %d dead letters from %s to %s", waiting, old.name, names.dead_queue)
     moved = 0
     async with connection.channel(on_return_raises=True) as channel:
         via = await channel.declare_exchange(
@@ -126,7 +126,7 @@ async def migrate_dead_queue(connection: AbstractConnection, names: Names) -> in
             await via.publish(_copy(message), routing_key=message.routing_key or "", mandatory=True)
             await message.ack()
             moved += 1
-    log.warning(
+    log.info(
         "moved %d dead letters to %s; the next provisioning deletes %s if it stays empty",
         moved,
         names.dead_queue,
