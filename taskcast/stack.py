@@ -13,6 +13,7 @@ dies while the stack starts stops it: that is a configuration to fix, not a cras
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -341,6 +342,7 @@ class Stack:
                 continue
             state = self._restarts.setdefault(child.name, Restarts())
             if state.due is None:
+                self._end_group(child)
                 if child.name in NOT_RESTARTED:
                     raise StackError(
                         f"{child.name} exited with code {code}, and what it held went with it; "
@@ -365,6 +367,14 @@ class Stack:
                 again = self._spawn(child.name, child.argv)
                 again.started_at = now
                 self._say(f"{child.name} started again (pid {again.process.pid})")
+
+    @staticmethod
+    def _end_group(child: Child) -> None:
+        """Kill what the exited part left in its process group (an RQ work horse, say): the
+        part is dead, its work is repaired as any dead part's, and nothing outlives the stack."""
+        # Right after poll() reaped the leader: the group id cannot have been reused yet.
+        with contextlib.suppress(ProcessLookupError):  # nothing was left
+            os.killpg(child.process.pid, signal.SIGKILL)
 
     def restart_count(self, name: str) -> int:
         """How many times :meth:`supervise` has restarted (or is about to restart) ``name``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -12,6 +13,13 @@ import pytest
 from taskcast.stack import NOT_RESTARTED, RESTART_MAX_S, Stack, StackError
 
 EXITS = [sys.executable, "-c", "import sys; sys.exit(3)"]
+LEAVES_A_CHILD = [
+    sys.executable,
+    "-c",
+    "import subprocess, sys; "
+    "print(subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid, flush=True); "
+    "sys.exit(3)",
+]
 
 
 @pytest.fixture
@@ -115,3 +123,25 @@ def test_a_part_whose_state_dies_with_it_stops_the_stack_in_words(
     exited(running, name)
     with pytest.raises(StackError, match=f"{name} exited with code 3.*start the stack again"):
         running.supervise()
+
+
+def test_what_a_dead_part_left_in_its_process_group_is_killed_with_it(
+    stack: tuple[Stack, io.StringIO],
+) -> None:
+    running, output = stack
+    running._spawn("worker-1", LEAVES_A_CHILD)
+    exited(running, "worker-1")
+    running._child("worker-1").pump.join(timeout=5)  # its line is written
+    left = int(output.getvalue().split("| ", 1)[1])
+    os.kill(left, 0)  # still there: its parent's exit does not end it
+
+    running.supervise()
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(left, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the part's child outlived it"
+        time.sleep(0.05)
