@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from chalicelib import deadletters
 
 from infra import broker
+from infra.provision import provision_broker
 from taskcore.config import Config
 from taskcore.names import Names
 from tests.conftest import RABBITMQ_URL, drain
@@ -172,6 +173,29 @@ async def test_dead_letters_held_by_an_old_listing_are_moved_by_the_next_provisi
         assert await broker.migrate_dead_queue(connection, names) == 0
         listed = [m.message_id for m in await deadletters.list_dead(connection, names)]
         assert sorted(listed) == ids
+    finally:
+        channel = await connection.channel()
+        await channel.queue_delete(names.legacy_dead_queue)
+        await channel.exchange_delete(f"{names.dead_queue}.migration")
+        await broker.delete_topology(channel, names)
+
+
+async def test_provisioning_migrates_the_old_dead_queue(
+    config: Config, connection: AbstractConnection
+) -> None:
+    names = config.names
+    channel = await connection.channel()
+    await declare_legacy_dead_queue(channel, names)
+    try:
+        ids = await bury(channel, names, 3)
+
+        await provision_broker(config)  # what `python -m infra` and `taskcast up` run
+        await provision_broker(config)
+
+        listed = await deadletters.list_dead(connection, names)
+        assert [m.message_id for m in listed] == ids
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await (await connection.channel()).declare_queue(names.legacy_dead_queue, passive=True)
     finally:
         channel = await connection.channel()
         await channel.queue_delete(names.legacy_dead_queue)
