@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -223,10 +224,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(tasks=args.tasks, workers=args.workers, ports=ports)
 
 
+def _api_url(value: str) -> str:
+    """``--url`` (or ``TASKCAST_URL``) as an http(s) URL with a host, else a usage error."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskcast", description=__doc__)
     parser.add_argument(
         "--url",
+        type=_api_url,
         default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"),
         help="API base URL (TASKCAST_URL)",
     )

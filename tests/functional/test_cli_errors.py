@@ -197,10 +197,19 @@ def test_debug_also_shows_the_traceback(api: FakeApi) -> None:
     assert done.stderr.rstrip().splitlines()[-1].startswith("taskcast: the API failed")
 
 
-def test_a_usage_error_exits_2(api: FakeApi) -> None:
-    done = taskcast(api.url, "status")  # no task id
+@pytest.mark.parametrize(
+    ("url", "args"),
+    [
+        pytest.param(None, ["status"], id="no-task-id"),
+        pytest.param("127.0.0.1:8000", ["status", TASK_ID], id="url-without-scheme"),
+        pytest.param("http://[::1", ["status", TASK_ID], id="url-unparseable"),
+    ],
+)
+def test_a_usage_error_exits_2(api: FakeApi, url: str | None, args: list[str]) -> None:
+    done = taskcast(url or api.url, *args)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+    assert "usage: taskcast" in done.stderr
 
 
 def test_the_sdk_raises_the_same_errors_as_one_hierarchy_under_their_old_names_too(
