@@ -26,6 +26,7 @@ async def provision_broker(config: Config) -> None:
     connection = await aio_pika.connect(config.rabbitmq)
     async with connection:
         await broker.declare_topology(await connection.channel(), config.names)
+        await broker.migrate_dead_queue(connection, config.names)
 
 
 def provision(config: Config) -> None:

@@ -2,7 +2,8 @@
 
 For task code: :func:`task` declares a task type and the function that runs it,
 :class:`TaskContext` is what that function is given, :class:`TaskFailed` fails a task with a
-message for its owner. For clients: :class:`Client`, the SDK. The client classes are imported on
+message for its owner. For clients: :class:`Client`, the SDK, whose errors are
+:class:`TaskcastError` and its subclasses. The client classes are imported on
 first use, so a worker that loads task modules does not import the HTTP and websocket clients.
 """
 
@@ -13,22 +14,59 @@ from typing import TYPE_CHECKING, Any
 from taskcore.definition import TaskContext, TaskDefinition, TaskFailed, task
 
 if TYPE_CHECKING:
-    from .client import ApiError, Client, Page, Submission, Update, WatchError
+    from .client import (
+        ApiError,
+        Client,
+        ClientError,
+        ConnectError,
+        Page,
+        ProtocolError,
+        RequestTimeout,
+        ServerError,
+        Submission,
+        TaskcastError,
+        TransportError,
+        Update,
+        WatchError,
+    )
 
 __all__ = [
     "ApiError",
     "Client",
+    "ClientError",
+    "ConnectError",
     "Page",
+    "ProtocolError",
+    "RequestTimeout",
+    "ServerError",
     "Submission",
     "TaskContext",
     "TaskDefinition",
     "TaskFailed",
+    "TaskcastError",
+    "TransportError",
     "Update",
     "WatchError",
     "task",
 ]
 
-_CLIENT = frozenset({"ApiError", "Client", "Page", "Submission", "Update", "WatchError"})
+_CLIENT = frozenset(
+    {
+        "ApiError",
+        "Client",
+        "ClientError",
+        "ConnectError",
+        "Page",
+        "ProtocolError",
+        "RequestTimeout",
+        "ServerError",
+        "Submission",
+        "TaskcastError",
+        "TransportError",
+        "Update",
+        "WatchError",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

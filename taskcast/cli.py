@@ -10,18 +10,39 @@ import os
 import sys
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from .board import Board, summary
-from .client import ApiError, Client, WatchError
+from .client import (
+    Client,
+    ClientError,
+    ConnectError,
+    ProtocolError,
+    RequestTimeout,
+    ServerError,
+    TaskcastError,
+    TransportError,
+    WatchError,
+)
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
+log = logging.getLogger("taskcast")
+
+EXIT_OK = 0
+EXIT_TASK_FAILED = 1
+"""A task ended other than ``succeeded``, or some dead messages were not replayed."""
+EXIT_USAGE = 2
+"""The command line is wrong (argparse's code)."""
+EXIT_CLIENT = 4
+"""The API refused the request (4xx) or the watch: fix the request, the key or the id."""
+EXIT_SERVER = 5
+"""No good answer: the API failed (5xx), was unreachable, too slow, or was not the API."""
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.api_key)
+    return Client(args.url, args.api_key, timeout_s=args.request_timeout)
 
 
 def _print_json(data: Any) -> None:
@@ -203,10 +224,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(tasks=args.tasks, workers=args.workers, ports=ports)
 
 
+def _api_url(value: str) -> str:
+    """``--url`` (or ``TASKCAST_URL``) as an http(s) URL with a host, else a usage error."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskcast", description=__doc__)
     parser.add_argument(
         "--url",
+        type=_api_url,
         default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"),
         help="API base URL (TASKCAST_URL)",
     )
@@ -215,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TASKCAST_API_KEY", "dev-key"),
         help="API key (TASKCAST_API_KEY)",
     )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer of the API (default 10)",
+    )
+    parser.add_argument("--debug", action="store_true", help="on an error, also show its traceback")
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
@@ -317,23 +360,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Run the command; an SDK error is one line on stderr and an exit code (see README)."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.run(args))
-    except ApiError as exc:
-        where = f", field {exc.field}" if exc.field else ""
-        print(f"taskcast: {exc.message} ({exc.status} {exc.code}{where})", file=sys.stderr)
-        return EXIT_API
-    except WatchError as exc:
-        print(f"taskcast: watch refused: {exc}", file=sys.stderr)
-        return EXIT_API
-    except OSError as exc:
-        print(
-            f"taskcast: cannot reach {args.url}: {exc}. Is the stack up (`taskcast up`)?",
-            file=sys.stderr,
+    except TaskcastError as exc:
+        if args.debug:
+            log.debug("the error below, with its traceback", exc_info=True)
+        line, code = explain(exc, args.url)
+        print(f"taskcast: {line}", file=sys.stderr)
+        return code
+
+
+def explain(exc: TaskcastError, url: str) -> tuple[str, int]:
+    """What to tell the user about ``exc`` (one line: what happened, what to try) and the exit
+    code."""
+    if isinstance(exc, ConnectError):
+        return (
+            f"cannot reach {url} ({exc.reason}): is the stack up? `taskcast up`, "
+            "or point --url (TASKCAST_URL) at the API",
+            EXIT_SERVER,
         )
-        return EXIT_API
+    if isinstance(exc, RequestTimeout):
+        return (
+            f"{url} did not answer in time: the API may be overloaded or stuck; try again, "
+            "or wait longer with --request-timeout",
+            EXIT_SERVER,
+        )
+    if isinstance(exc, TransportError):
+        return (
+            f"lost the connection to {url} ({exc.reason}): try again; if it persists, "
+            "check the API's logs",
+            EXIT_SERVER,
+        )
+    if isinstance(exc, ProtocolError):
+        return (
+            f"{exc.url} answered {exc.status} with {exc.content_type or 'no content type'}, "
+            "not the API's JSON: is --url (TASKCAST_URL) the taskcast API?",
+            EXIT_SERVER,
+        )
+    if isinstance(exc, WatchError):
+        return f"watch refused: {exc.message} ({exc.code})", EXIT_CLIENT
+    if isinstance(exc, ServerError):
+        when = f"in {exc.retry_after_s} s" if exc.retry_after_s is not None else "later"
+        return (
+            f"the API failed: {exc.message} ({exc.status} {exc.code}); try again {when}, "
+            "and if it persists, check the API's logs",
+            EXIT_SERVER,
+        )
+    if isinstance(exc, ClientError):
+        where = f", field {exc.field}" if exc.field else ""
+        hint = {
+            401: ": check --api-key (TASKCAST_API_KEY)",
+            403: ": this needs an operator's API key (TASKCAST_OPERATORS)",
+        }.get(exc.status, "")
+        if exc.code == "not_json":
+            hint = ": is --url (TASKCAST_URL) the taskcast API?"
+        return f"{exc.message} ({exc.status} {exc.code}{where}){hint}", EXIT_CLIENT
+    return f"{exc}", EXIT_SERVER
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,8 +34,17 @@ from taskcore.protocol import ProtocolError
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """The API refused a request; ``status``, ``code`` and ``message`` say why."""
+class TaskcastError(Exception):
+    """Base of every error the SDK raises: catch this for "the call did not work"."""
+
+
+class ApiError(TaskcastError):
+    """The API answered with an error; ``status``, ``code`` and ``message`` say why.
+
+    Raised as :class:`ClientError` (4xx: fix the request) or :class:`ServerError` (5xx: the
+    service failed; the same request may work later). An answer that is not the API's JSON
+    error (a proxy's HTML page, say) has ``code`` ``not_json``.
+    """
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -44,13 +54,82 @@ class ApiError(Exception):
         self.field = field
 
 
-class WatchError(Exception):
+class ClientError(ApiError):
+    """A 4xx answer: the request is wrong (bad input, key, id or permission); retrying won't help."""
+
+
+class ServerError(ApiError):
+    """A 5xx answer: the service failed or is unavailable; the request may work later."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(status, code, message, field)
+        self.retry_after_s = retry_after_s
+        """The ``Retry-After`` the service sent (``503``), in seconds, if any."""
+
+
+class ProtocolError(TaskcastError):
+    """A success status with an answer that is not the API's JSON: ``url`` is not the API."""
+
+    def __init__(self, url: str, status: int, content_type: str) -> None:
+        super().__init__(f"{url} answered {status} with {content_type or 'no content type'}")
+        self.url = url
+        self.status = status
+        self.content_type = content_type
+
+
+class WatchError(TaskcastError):
     """The realtime service refused the watch (bad token, no such task, ...)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class TransportError(TaskcastError):
+    """No answer came: the request did not reach the API, or its answer did not arrive.
+
+    ``reason`` is short and readable (``connection refused``); the httpx exception that caused
+    it is ``__cause__``.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class ConnectError(TransportError):
+    """The API could not be connected to: refused, unknown host, unreachable network."""
+
+
+class RequestTimeout(TransportError):
+    """The API did not answer in time (connecting, sending or reading)."""
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in a few words: the OS's words if an OSError is behind it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip() or type(exc).__name__
+    # httpx wraps the OS's error as "[Errno 111] Connection refused": keep the words.
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).rstrip(".").lower()
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """``text`` on one line, at most ``limit`` characters: error messages end up in terminals."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 @dataclass(frozen=True)
@@ -132,7 +211,14 @@ class Update:
         )
 
 
+def _retry_after(response: httpx.Response) -> int | None:
+    value = response.headers.get("retry-after", "")
+    return int(value) if value.isdigit() else None
+
+
 class Client:
+    """The API's client; every method raises a :class:`TaskcastError` when the call fails."""
+
     def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 10.0) -> None:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout_s
@@ -148,22 +234,47 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._http.request(method, path, **kwargs)
+        """One call of the API: its JSON, or the :class:`TaskcastError` that says what failed."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RequestTimeout(self._url(path), "no answer in time") from exc
+        except httpx.ConnectError as exc:
+            raise ConnectError(self._url(path), _reason(exc)) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(self._url(path), _reason(exc)) from exc
         try:
             body = response.json()
         except ValueError:
-            body = {}
+            body = None
         if response.is_error:
             error = body.get("error") if isinstance(body, dict) else None
             if isinstance(error, dict):
-                raise ApiError(
-                    response.status_code,
-                    str(error.get("code")),
-                    str(error.get("message")),
-                    error.get("field"),
+                code, message = str(error.get("code")), _one_line(str(error.get("message")))
+                field = error.get("field")
+            else:
+                content_type = response.headers.get("content-type", "").split(";")[0]
+                code = "not_json"
+                message = (
+                    f"{response.reason_phrase or 'error'}, "
+                    f"answered with {content_type or 'no content type'}, not the API's JSON"
                 )
-            raise ApiError(response.status_code, "http_error", response.text[:200])
-        return body  # type: ignore[no-any-return]
+                field = None
+            if response.status_code >= 500 or response.status_code < 400:
+                raise ServerError(
+                    response.status_code, code, message, field, _retry_after(response)
+                )
+            raise ClientError(response.status_code, code, message, field)
+        if not isinstance(body, dict):
+            raise ProtocolError(
+                self._url(path),
+                response.status_code,
+                response.headers.get("content-type", "").split(";")[0],
+            )
+        return body
+
+    def _url(self, path: str) -> str:
+        return str(self._http.base_url).rstrip("/") + path
 
     def submit(
         self,

@@ -116,7 +116,7 @@ def _stay_up(console: Console, stack: Stack) -> None:
         soft_wrap=True,
     )
     while not stop.wait(0.5):
-        stack.check_children()
+        stack.supervise()
 
 
 @contextlib.contextmanager

@@ -5,10 +5,15 @@ catalogue exported from the user's task modules, the edge under ``chalice local`
 workers with the task modules loaded, and the realtime service, against RabbitMQ and Redis on
 localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
 every child, newest first, each with SIGTERM and then, if it lingers, SIGKILL.
+
+Once the stack is up, :meth:`Stack.supervise` restarts a part that exits, after a backoff
+(1 s, doubling to 30 s; back to 1 s for a part that had run a minute), and says so. A part that
+dies while the stack starts stops it: that is a configuration to fix, not a crash to ride out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -21,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 from urllib.parse import urlsplit
@@ -48,8 +53,16 @@ DEFAULTS = {
 }
 
 
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+RESTART_STABLE_S = 60.0
+"""A part that ran this long before it exited is restarted after ``RESTART_FIRST_S`` again."""
+NOT_RESTARTED = frozenset({"moto"})
+"""Parts whose state dies with them: the moto server keeps the emulated AWS in memory."""
+
+
 class StackError(Exception):
-    """The stack cannot start; the message tells the user what to do."""
+    """The stack cannot start, or cannot go on; the message tells the user what to do."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,16 @@ class Child:
     argv: list[str]
     process: subprocess.Popen[str]
     pump: threading.Thread
+    started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Restarts:
+    """How a part has been restarted: how often, the last backoff, when the next start is due."""
+
+    count: int = 0
+    delay_s: float = 0.0
+    due: float | None = None
 
 
 def stack_environment(
@@ -134,6 +157,7 @@ class Stack:
         tasks: str | None = None,
         queues: str | None = None,
         output: TextIO | None = None,
+        restart_stable_s: float = RESTART_STABLE_S,
     ) -> None:
         self.use_moto = not env.get("AWS_ENDPOINT_URL")
         self.host = host
@@ -161,6 +185,9 @@ class Stack:
         self._output = output or sys.stdout
         self._children: list[Child] = []
         self._lock = threading.Lock()
+        self._restarts: dict[str, Restarts] = {}
+        self._restart_stable_s = restart_stable_s
+        self._stopping = False
 
     @property
     def edge_url(self) -> str:
@@ -302,6 +329,63 @@ class Stack:
                 return child
         raise StackError(f"no part called {name}; the parts are {', '.join(self.pids())}")
 
+    def supervise(self, now: float | None = None) -> None:
+        """Restart the parts that exited, each once its backoff is over; say what happens.
+
+        Call it every half second or so. Raises :class:`StackError` for a part that cannot be
+        restarted (``NOT_RESTARTED``). Does nothing once :meth:`stop` has begun.
+        """
+        now = time.monotonic() if now is None else now
+        for child in list(self._children):
+            code = child.process.poll()
+            if code is None or self._stopping:
+                continue
+            state = self._restarts.setdefault(child.name, Restarts())
+            if state.due is None:
+                self._end_group(child)
+                if child.name in NOT_RESTARTED:
+                    raise StackError(
+                        f"{child.name} exited with code {code}, and what it held went with it; "
+                        "start the stack again"
+                    )
+                stable = now - child.started_at >= self._restart_stable_s
+                state.delay_s = (
+                    RESTART_FIRST_S
+                    if stable or state.count == 0
+                    else min(RESTART_MAX_S, state.delay_s * 2)
+                )
+                state.count += 1
+                state.due = now + state.delay_s
+                self._say(
+                    f"{child.name} exited with code {code}; restarting in {state.delay_s:g} s "
+                    f"(restart {state.count})"
+                )
+            elif now >= state.due:
+                state.due = None
+                child.pump.join(timeout=2)
+                self._children.remove(child)
+                again = self._spawn(child.name, child.argv)
+                again.started_at = now
+                self._say(f"{child.name} started again (pid {again.process.pid})")
+
+    @staticmethod
+    def _end_group(child: Child) -> None:
+        """Kill what the exited part left in its process group (an RQ work horse, say): the
+        part is dead, its work is repaired as any dead part's, and nothing outlives the stack."""
+        # Right after poll() reaped the leader: the group id cannot have been reused yet.
+        with contextlib.suppress(ProcessLookupError):  # nothing was left
+            os.killpg(child.process.pid, signal.SIGKILL)
+
+    def restart_count(self, name: str) -> int:
+        """How many times :meth:`supervise` has restarted (or is about to restart) ``name``."""
+        return self._restarts[name].count if name in self._restarts else 0
+
+    def _say(self, message: str) -> None:
+        """A line of the supervisor's own, among the parts' lines."""
+        with self._lock:
+            self._output.write(f"{'taskcast':<9}| {message}\n")
+            self._output.flush()
+
     def check_children(self) -> None:
         """Raise :class:`StackError` if any child has exited."""
         for child in self._children:
@@ -345,7 +429,11 @@ class Stack:
                     self._output.flush()
 
     def stop(self, grace_s: float = 10) -> None:
-        """Stop every child, newest first: SIGTERM, then SIGKILL after ``grace_s``."""
+        """Stop every child, newest first: SIGTERM, then SIGKILL after ``grace_s``.
+
+        No part is restarted from then on, whatever :meth:`supervise` is asked.
+        """
+        self._stopping = True
         for child in reversed(self._children):
             if child.process.poll() is None:
                 os.killpg(child.process.pid, signal.SIGTERM)
@@ -378,7 +466,7 @@ class Stack:
 def up(
     env: Mapping[str, str], *, host: str, ports: Ports, workers: int, tasks: str | None = None
 ) -> int:
-    """Run the stack until Ctrl-C or SIGTERM, or until a part dies."""
+    """Run the stack until Ctrl-C or SIGTERM, restarting a part that dies (see the module)."""
     stop = threading.Event()
     # Both explicitly: a shell that starts us in the background sets SIGINT to "ignore".
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -397,11 +485,11 @@ def up(
                 f"{console}"
                 f"  task types: {', '.join(sorted(stack.catalogue))}\n"
                 f"  try: taskcast --url {stack.edge_url} --api-key {stack.api_key} submit {first} --watch\n"
-                "  Ctrl-C stops everything.\n",
+                "  A part that dies is restarted. Ctrl-C stops everything.\n",
                 flush=True,
             )
             while not stop.wait(0.5):
-                stack.check_children()
+                stack.supervise()
             print("\nstopping...", flush=True)
     except StackError as exc:
         log.error("%s", exc)

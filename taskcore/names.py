@@ -31,6 +31,11 @@ class Names:
 
     @property
     def dead_queue(self) -> str:
+        return f"{self.namespace}.dlq"
+
+    @property
+    def legacy_dead_queue(self) -> str:
+        """The dead queue's name before its delivery limit was set; provisioning migrates it."""
         return f"{self.namespace}.dead"
 
     @staticmethod

@@ -15,6 +15,9 @@ submits that task again as a new one instead. A message that cannot be replayed 
 has left the catalogue, say) stays on the dead queue and is reported, and the rest go on.
 
 The edge runs these on its publisher's connection, for the operator routes (``/ops/...``).
+Reading a message from a queue (``basic.get``) and putting it back (``nack`` with requeue) is
+the only way to read without consuming; a quorum queue counts it as a delivery, which is why the
+dead queue's delivery limit is out of reach (``infra/broker.py``).
 """
 
 from __future__ import annotations
@@ -111,7 +114,11 @@ async def _dead_messages(
 
 
 async def list_dead(connection: AbstractConnection, names: Names) -> list[DeadMessage]:
-    """The dead messages, oldest first, each taken and put back (RabbitMQ counts a delivery)."""
+    """The dead messages, oldest first, each taken and put back.
+
+    The dead queue counts each listing as a delivery of each message it shows; its delivery
+    limit (``infra.broker.DEAD_DELIVERY_LIMIT``) is set out of reach, so listing loses none.
+    """
     async with _dead_messages(connection, names) as (_, messages):
         return [DeadMessage.of(m) for m in messages]
 

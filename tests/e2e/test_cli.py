@@ -62,20 +62,21 @@ def test_a_failed_task_makes_submit_watch_exit_1_and_shows_its_error(shared_stac
 
 
 @pytest.mark.parametrize(
-    ("args", "key", "message"),
+    ("args", "key", "message", "code"),
     [
-        (["submit", "demo.nope"], "dev-key", "unknown task type"),
-        (["submit", "demo.sleep", "--payload", "{oops"], "dev-key", "--payload is not JSON"),
-        (["status", "9f0c3a1e-0000-4000-8000-000000000001"], "dev-key", "no task"),
-        (["list"], "wrong-key", "API key is not valid"),
+        (["submit", "demo.nope"], "dev-key", "unknown task type", 4),
+        (["submit", "demo.sleep", "--payload", "{oops"], "dev-key", "--payload is not JSON", 2),
+        (["status", "9f0c3a1e-0000-4000-8000-000000000001"], "dev-key", "no task", 4),
+        (["list"], "wrong-key", "API key is not valid", 4),
     ],
 )
 def test_errors_are_one_clear_line_and_a_nonzero_exit(
-    shared_stack: Stack, args: list[str], key: str, message: str
+    shared_stack: Stack, args: list[str], key: str, message: str, code: int
 ) -> None:
     done = taskcast(shared_stack, *args, key=key)
-    assert done.returncode in (2, 3)
+    assert done.returncode == code
     assert message in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
 
 

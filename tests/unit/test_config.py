@@ -78,7 +78,7 @@ def test_namespace_names_every_resource() -> None:
     assert (names.exchange, names.tasks_queue, names.dead_queue) == (
         "blue",
         "blue.tasks",
-        "blue.dead",
+        "blue.dlq",
     )
     assert names.tasks_table == "blue-tasks"
     assert names.rq_queues(["default", "images"]) == [
