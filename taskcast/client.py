@@ -29,7 +29,6 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 
 from taskcore import protocol
 from taskcore.event import Cursor
-from taskcore.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +394,7 @@ class Client:
                         yield Update.from_message(message.data)
                         if message.op == "end":
                             return
-            except ProtocolError as exc:
+            except protocol.ProtocolError as exc:
                 raise WatchError(exc.code, str(exc)) from None
             except ConnectionClosedError as exc:
                 if exc.rcvd is not None and protocol.is_refusal(exc.rcvd.code):
