@@ -79,7 +79,17 @@ def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) ->
         ({"type": "demo.sleep", "payload": []}, 422, "payload"),
         ({"type": "demo.noop", "priority": "urgent"}, 422, "priority"),
         ({"type": "demo.noop", "colour": "red"}, 422, "colour"),
-        ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, "payload"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 65_000, "y": "b" * 1000}}, 413, "payload"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, None),  # one string
+        (
+            {
+                "type": "demo.noop",
+                "payload": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            },
+            400,
+            None,
+        ),
+        ({"type": "demo.noop", "payload": {"x": 1e308 * 10}}, 400, None),
         ({"type": "demo.noop", "payload": {"x": "a" * 200_000}}, 413, None),
         ({"type": "demo.sleep", "payload": {"steps": 0}}, 422, "payload.steps"),
         ({"type": "demo.noop", "max_attempts": 11}, 422, "max_attempts"),
