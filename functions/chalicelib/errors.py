@@ -23,6 +23,7 @@ from taskcore.errors import BadJSON, TaskNotFound, ValidationError
 from taskcore.errors import TooLarge as InputTooLarge
 
 log = logging.getLogger(__name__)
+INTERNAL_MESSAGE = "an internal error occurred; it has been logged"
 E = TypeVar("E", bound=Enum)
 
 
@@ -73,12 +74,24 @@ class MethodNotAllowed(HttpError):
     status, code = 405, "method_not_allowed"
 
 
+class RequestTimeout(HttpError):
+    status, code = 408, "timeout"
+
+
 class Conflict(HttpError):
     status, code = 409, "conflict"
 
 
+class LengthRequired(HttpError):
+    status, code = 411, "length_required"
+
+
 class TooLarge(HttpError):
     status, code = 413, "too_large"
+
+
+class UriTooLong(TooLarge):
+    status = 414
 
 
 class UnsupportedMediaType(HttpError):
@@ -87,6 +100,14 @@ class UnsupportedMediaType(HttpError):
 
 class Unprocessable(HttpError):
     status, code = 422, "invalid"
+
+
+class HeadersTooLarge(TooLarge):
+    status = 431
+
+
+class Internal(HttpError):
+    status, code = 500, "internal"
 
 
 class Unavailable(HttpError):
@@ -195,12 +216,4 @@ def in_api_shape(request: Request, get_response: Callable[[Request], Response]) 
 
 def _internal(view: str, kwargs: dict[str, Any], exc: BaseException) -> Response:
     log.error("unexpected error in %s (task %s)", view, kwargs.get("task_id", "-"), exc_info=exc)
-    return Response(
-        {
-            "error": {
-                "code": "internal",
-                "message": "an internal error occurred; it has been logged",
-            }
-        },
-        status_code=500,
-    )
+    return Internal(INTERNAL_MESSAGE).response()
