@@ -102,6 +102,12 @@ class Unprocessable(HttpError):
     status, code = 422, "invalid"
 
 
+class TooManyRequests(HttpError):
+    """API Gateway's answer when throttling (``functions/.chalice/gateway-responses.json``)."""
+
+    status, code = 429, "too_many_requests"
+
+
 class HeadersTooLarge(TooLarge):
     status = 431
 
