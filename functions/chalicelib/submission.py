@@ -9,11 +9,12 @@ from taskcore import limits
 from taskcore.catalogue import Catalogue
 from taskcore.clock import iso
 from taskcore.errors import BadJSON
+from taskcore.errors import TooLarge as InputTooLarge
 from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
 from taskcore.tasktype import OPTION_FIELDS
 
-from .errors import BadRequest, Unprocessable
+from .errors import BadRequest, TooLarge, Unprocessable
 from .payloads import Payloads
 
 FIELDS = frozenset({"type", "payload", *OPTION_FIELDS})
@@ -28,6 +29,8 @@ def parse_body(raw: bytes | None) -> dict[str, Any]:
         body = limits.loads(raw, what="the body", max_bytes=limits.MAX_BODY_BYTES)
     except BadJSON as exc:
         raise BadRequest(exc.message) from None
+    except InputTooLarge as exc:
+        raise TooLarge(exc.message) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
