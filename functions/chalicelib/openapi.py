@@ -26,6 +26,7 @@ from taskcore.catalogue import Catalogue
 from taskcore.idempotency import KEY_PATTERN
 from taskcore.limits import (
     MAX_BODY_BYTES,
+    MAX_CURSOR_CHARS,
     MAX_JSON_DEPTH,
     MAX_JSON_NUMBER_CHARS,
     MAX_JSON_STRING_CHARS,
@@ -254,13 +255,13 @@ def _list_tasks(types: list[TaskType]) -> Schema:
             ),
             _query(
                 "limit",
-                "The most tasks to give.",
+                "The most tasks to give, in ASCII digits.",
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 20},
             ),
             _query(
                 "cursor",
                 "Where to go on from: the `next_cursor` of the previous page.",
-                {"type": "string"},
+                {"type": "string", "maxLength": MAX_CURSOR_CHARS},
             ),
         ],
         "responses": {
