@@ -42,11 +42,14 @@ format: install
 bench: install services
 	$(BIN)/python -m bench
 
+# API Gateway's own answers (unknown route or method, throttling, ...) in the API's error body.
+GATEWAY_RESPONSES := .chalice/gateway-responses.json
+
 package: install  ## the SAM template for AWS: taskcore vendored, the catalogue of $(TASKS) bundled
 	rm -rf functions/vendor && mkdir -p functions/vendor
 	cp -r taskcore functions/vendor/taskcore
 	$(BIN)/taskcast tasks export $(TASKS) -o functions/chalicelib/catalogue.json
-	cd functions && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} ../$(BIN)/chalice package --stage prod ../build/sam
+	cd functions && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} ../$(BIN)/chalice package --stage prod --merge-template $(GATEWAY_RESPONSES) ../build/sam
 
 clean:
 	rm -rf $(VENV) build functions/vendor functions/chalicelib/catalogue.json .pytest_cache .mypy_cache .ruff_cache .taskcast

@@ -17,6 +17,7 @@ from chalicelib.errors import (
     Unauthorized,
     Unavailable,
     Unprocessable,
+    in_api_shape,
     json_errors,
     one_of,
 )
@@ -24,7 +25,7 @@ from chalicelib.publisher import PublishError
 from chalicelib.submission import new_task, parse_body, resubmission
 from chalicelib.threadsafe import ThreadSafeChalice
 
-from taskcore import token
+from taskcore import limits, token
 from taskcore.clock import iso
 from taskcore.errors import ConditionLost, ConfigError
 from taskcore.idempotency import IdempotencyKey
@@ -51,6 +52,10 @@ def cors_headers(request: Request, get_response: Callable[[Request], Response]) 
         allowed = ()  # the view has answered the misconfiguration already, and logged it
     response.headers.update(cors.headers(request.headers.get("origin"), allowed))
     return response
+
+
+# Inside the CORS middleware, so the answers it rewrites get CORS headers too.
+app.register_middleware(in_api_shape, "http")
 
 
 def _owner() -> str:
@@ -242,19 +247,11 @@ def list_tasks() -> dict[str, Any]:
     task_type = params.get("type")
     if task_type is not None:
         services.current().catalogue.lookup(task_type)
-    limit_text = params.get("limit", "20")
-    # isascii: str.isdigit() also takes digits like "²" that int() refuses.
-    if not (limit_text.isascii() and limit_text.isdigit()) or not (
-        1 <= int(limit_text) <= MAX_LIST_LIMIT
-    ):
-        raise Unprocessable(
-            f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", field="limit"
-        )
     page = services.current().store.list_by_owner(
         owner,
         status=status,
         task_type=task_type,
-        limit=int(limit_text),
+        limit=limits.whole_number(params.get("limit", "20"), "limit", 1, MAX_LIST_LIMIT),
         cursor=params.get("cursor"),
         since=_moment(params, "since"),
         until=_moment(params, "until"),

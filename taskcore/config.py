@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .limits import MAX_API_KEY_CHARS
 from .names import Names
 
 Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys"]
@@ -84,8 +85,12 @@ class Config:
         return kwargs
 
     def owner_of(self, api_key: str) -> str | None:
-        """The owner an API key belongs to, or ``None``."""
-        return self.api_keys.get(hashlib.sha256(api_key.encode()).hexdigest())
+        """The owner an API key belongs to, or ``None`` (for one over ``MAX_API_KEY_CHARS`` too)."""
+        if len(api_key) > MAX_API_KEY_CHARS:
+            return None
+        # surrogatepass: a header value that is no valid Unicode is no key, not an error.
+        digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.api_keys.get(digest)
 
     @classmethod
     def from_env(

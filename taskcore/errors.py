@@ -34,8 +34,17 @@ class UnknownTaskType(ValidationError):
     """The task type is not in the catalogue."""
 
 
-class PayloadTooLarge(ValidationError):
+class TooLarge(ValidationError):
+    """An input is larger than its limit in :mod:`taskcore.limits`; the message names the limit."""
+
+
+class PayloadTooLarge(TooLarge):
     """The payload's JSON form is larger than the limit."""
+
+
+class BadJSON(ValidationError):
+    """A document is not JSON, or is JSON beyond a limit of :mod:`taskcore.limits` (nesting,
+    digits, non-finite numbers, unpaired surrogates) that no size check catches."""
 
 
 class TransitionError(TaskcastError):

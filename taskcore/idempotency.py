@@ -57,7 +57,7 @@ class IdempotencyKey:
     @classmethod
     def parse(cls, owner: str, key: str, body: Any, ttl_s: int) -> IdempotencyKey:
         """Validate the header's value; :class:`ValidationError` says what is wrong with it."""
-        if not KEY_PATTERN.match(key):
+        if not KEY_PATTERN.fullmatch(key):  # match() would let a final newline through
             raise ValidationError(
                 "Idempotency-Key must be 1-255 letters, digits or - _ . :",
                 field="Idempotency-Key",

@@ -14,14 +14,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import limits
 from .clock import iso, now_iso, parse_iso
 from .errors import ConditionLost, ValidationError
 from .idempotency import IdempotencyKey, KeyReused
+from .limits import MAX_CURSOR_CHARS
 from .status import TERMINAL, Status, check_transition
 from .task import Item, Progress, Task
 
@@ -413,18 +417,59 @@ def _millisecond_before(moment: str) -> str | None:
         return None
 
 
+_CURSOR_KEYS = ("task_id", "owner", "created_at")
+_CURSOR = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+"""The alphabet of the cursors given out: base64url, padded."""
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
 def _encode_cursor(task: Task) -> str:
     key = {"task_id": task.task_id, "owner": task.owner, "created_at": task.created_at}
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
 def _decode_cursor(cursor: str, owner: str) -> Item:
+    """The index key a cursor of :func:`_encode_cursor` names, or a ``ValidationError``.
+
+    Checked as strictly as it was made, within :data:`~taskcore.limits.MAX_CURSOR_CHARS`:
+    whatever passes is a key DynamoDB takes, so a made-up cursor is a ``422``, never a query
+    that DynamoDB refuses.
+    """
+    refused = ValidationError("cursor is not one this API gave out", field="cursor")
+    if len(cursor) > MAX_CURSOR_CHARS or not _CURSOR.fullmatch(cursor):
+        raise refused
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        parsed = {name: {"S": str(key[name])} for name in ("task_id", "owner", "created_at")}
-    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
-        raise ValidationError("cursor is not one this API gave out", field="cursor") from None
-    # A cursor names a position in one owner's index; never let it walk another's.
-    if parsed["owner"]["S"] != owner:
-        raise ValidationError("cursor is not one this API gave out", field="cursor")
-    return parsed
+        key = limits.loads(
+            base64.urlsafe_b64decode(cursor), what="cursor", max_bytes=MAX_CURSOR_CHARS
+        )
+    except (ValidationError, binascii.Error):
+        raise refused from None
+    if not (
+        isinstance(key, dict)
+        and sorted(key) == sorted(_CURSOR_KEYS)
+        and all(isinstance(value, str) for value in key.values())
+        # A cursor names a position in one owner's index; never let it walk another's.
+        and key["owner"] == owner
+        and _is_uuid(key["task_id"])
+        and _is_iso(key["created_at"])
+    ):
+        raise refused
+    return {name: {"S": key[name]} for name in _CURSOR_KEYS}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _is_iso(text: str) -> bool:
+    """Whether ``text`` is a time in :func:`iso`'s own form, as the index's sort key holds."""
+    if not _ISO.fullmatch(text):
+        return False
+    try:
+        parse_iso(text)
+    except (ValueError, OverflowError):
+        return False
+    return True

@@ -19,9 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import PayloadTooLarge, ValidationError
-
-MAX_PAYLOAD_BYTES = 64 * 1024
-"""The largest payload (and result) held inline, as compact JSON."""
+from .limits import MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
+from .limits import check_json
 
 MAX_DELAY_S = 7 * 86400
 """The longest ``delay_seconds`` any type may allow."""
@@ -145,13 +144,15 @@ class TaskType:
         )
 
     def with_defaults(self, payload: Any) -> dict[str, Any]:
-        """``payload`` (a JSON object within the size limit) with its schema's top-level
-        defaults filled in for the fields it leaves out.
+        """``payload`` (a JSON object within the limits of :mod:`taskcore.limits`) with its
+        schema's top-level defaults filled in for the fields it leaves out.
 
         Validating against the schema is the caller's: the edge does it with ``jsonschema``.
         """
         if not isinstance(payload, dict):
             raise ValidationError("payload must be a JSON object", field="payload")
+        # Its depth first: serialising a deeply nested payload would recurse out of stack.
+        check_json(payload, "payload", field="payload")
         size = len(json.dumps(payload, separators=(",", ":")).encode())
         if size > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(

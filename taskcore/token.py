@@ -16,7 +16,9 @@ import json
 import time
 from dataclasses import dataclass
 
-from .errors import ExpiredToken, TokenError, WrongTaskToken
+from . import limits
+from .errors import ExpiredToken, TokenError, ValidationError, WrongTaskToken
+from .limits import MAX_TOKEN_CHARS
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,31 @@ def verify(secret: bytes, token: object, task_id: str, now: float | None = None)
     """The claims of ``token`` if it is genuine, unexpired and for ``task_id``.
 
     Raises :class:`TokenError` (forged or malformed), :class:`ExpiredToken` or
-    :class:`WrongTaskToken`.
+    :class:`WrongTaskToken`, and nothing else, whatever ``token`` is.
     """
-    if not isinstance(token, str) or token.count(".") != 1:
+    if (
+        not isinstance(token, str)
+        or len(token) > MAX_TOKEN_CHARS
+        or not token.isascii()  # so it encodes, and compares in constant time, as bytes
+        or token.count(".") != 1
+    ):
         raise TokenError("watch token is malformed")
     body, signature = token.split(".")
     if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
         raise TokenError("watch token signature does not match")
+    # Signed, so made by whoever holds the secret: still parsed as strictly as any input.
     try:
-        claims = json.loads(_unb64(body))
-        parsed = WatchClaims(str(claims["t"]), str(claims["o"]), int(claims["exp"]))
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        claims = limits.loads(_unb64(body), what="watch token", max_bytes=MAX_TOKEN_CHARS)
+    except (ValidationError, binascii.Error):
         raise TokenError("watch token is malformed") from None
+    if not (
+        isinstance(claims, dict)
+        and isinstance(claims.get("t"), str)
+        and isinstance(claims.get("o"), str)
+        and type(claims.get("exp")) is int
+    ):
+        raise TokenError("watch token is malformed")
+    parsed = WatchClaims(claims["t"], claims["o"], claims["exp"])
     if parsed.expires_at <= (time.time() if now is None else now):
         raise ExpiredToken("watch token has expired; ask the API for a new one")
     if parsed.task_id != task_id:

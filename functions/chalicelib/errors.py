@@ -3,7 +3,9 @@
 Bodies are ``{"error": {"code", "message", "field"?, "rule"?}}``: ``field`` says where the
 request is wrong, ``rule`` which rule of the payload's JSON Schema it breaks. Views raise;
 :func:`json_errors` turns the raise into the response, and logs anything unexpected with its
-traceback and task id.
+traceback and task id. Chalice answers some requests itself before any view runs (a method the
+path does not have, a ``Content-Type`` the route does not take), in a body of its own:
+:func:`in_api_shape` puts those in this one.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from chalice.app import Response
+from chalice.app import Request, Response
 
-from taskcore.errors import PayloadTooLarge, TaskNotFound, ValidationError
+from taskcore.errors import BadJSON, TaskNotFound, ValidationError
+from taskcore.errors import TooLarge as InputTooLarge
 
 log = logging.getLogger(__name__)
+INTERNAL_MESSAGE = "an internal error occurred; it has been logged"
 E = TypeVar("E", bound=Enum)
 
 
@@ -66,16 +70,50 @@ class NotFound(HttpError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(HttpError):
+    status, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(HttpError):
+    status, code = 408, "timeout"
+
+
 class Conflict(HttpError):
     status, code = 409, "conflict"
+
+
+class LengthRequired(HttpError):
+    status, code = 411, "length_required"
 
 
 class TooLarge(HttpError):
     status, code = 413, "too_large"
 
 
+class UriTooLong(TooLarge):
+    status = 414
+
+
+class UnsupportedMediaType(HttpError):
+    status, code = 415, "unsupported_media_type"
+
+
 class Unprocessable(HttpError):
     status, code = 422, "invalid"
+
+
+class TooManyRequests(HttpError):
+    """API Gateway's answer when throttling (``functions/.chalice/gateway-responses.json``)."""
+
+    status, code = 429, "too_many_requests"
+
+
+class HeadersTooLarge(TooLarge):
+    status = 431
+
+
+class Internal(HttpError):
+    status, code = 500, "internal"
 
 
 class Unavailable(HttpError):
@@ -100,8 +138,10 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             return view(*args, **kwargs)
         except HttpError as exc:
             return exc.response()
-        except PayloadTooLarge as exc:
+        except InputTooLarge as exc:
             return TooLarge(exc.message, field=exc.field).response()
+        except BadJSON as exc:
+            return BadRequest(exc.message, field=exc.field).response()
         except ValidationError as exc:
             return Unprocessable(exc.message, field=exc.field, rule=exc.rule).response()
         except TaskNotFound as exc:
@@ -145,14 +185,41 @@ def _unavailable(exc: BotoCoreError | ClientError) -> bool:
     return status >= 500 or exc.response.get("Error", {}).get("Code") in _TRANSIENT
 
 
+# Chalice's own error bodies, by their ``Code``: the edge's error each becomes.
+_CHALICE_ERRORS: dict[str, type[HttpError]] = {
+    "MethodNotAllowedError": MethodNotAllowed,
+    "UnsupportedMediaType": UnsupportedMediaType,
+    "BadRequest": BadRequest,
+    "BadRequestError": BadRequest,
+    "NotFoundError": NotFound,
+}
+
+
+def in_api_shape(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """An ``http`` middleware: Chalice's own error answers, in the edge's error body.
+
+    Chalice answers ``{"Code", "Message"}`` when a path lacks the method (``405``, with
+    ``Allow``) or a route does not take the ``Content-Type`` (``415``); under API Gateway and
+    ``chalice local`` alike, so this runs in the app rather than in either server.
+    """
+    response = get_response(request)
+    body = response.body
+    if not (isinstance(body, dict) and set(body) == {"Code", "Message"}):
+        return response
+    error = _CHALICE_ERRORS.get(str(body["Code"]))
+    if error is None:
+        return _internal("chalice", {}, RuntimeError(f"chalice answered {body}"))
+    headers = dict(response.headers)
+    if error is MethodNotAllowed:
+        allowed = headers.get("Allow", "none")
+        message = f"{request.method} is not a method of {request.path}; it has {allowed}"
+    elif error is UnsupportedMediaType:
+        message = "the Content-Type must be application/json"
+    else:
+        message = str(body["Message"])
+    return error(message, headers=headers).response()
+
+
 def _internal(view: str, kwargs: dict[str, Any], exc: BaseException) -> Response:
     log.error("unexpected error in %s (task %s)", view, kwargs.get("task_id", "-"), exc_info=exc)
-    return Response(
-        {
-            "error": {
-                "code": "internal",
-                "message": "an internal error occurred; it has been logged",
-            }
-        },
-        status_code=500,
-    )
+    return Internal(INTERNAL_MESSAGE).response()

@@ -7,8 +7,8 @@ shortcut gets its own ``POST /<shortcut>`` path whose request body is that type'
 
 It names no server: the same document serves every host and stage, and paths are relative to the
 URL it was fetched from, less ``/openapi.json``. Error statuses are the ones the views raise, each
-with its fixed ``code``; ``415`` is Chalice's own answer to a ``Content-Type`` other than JSON, so
-its body is Chalice's (``{"Code", "Message"}``), not the edge's error body. ``OPTIONS`` (the CORS
+with its fixed ``code``; ``415`` is Chalice's own answer to a ``Content-Type`` other than JSON,
+put in the edge's error body like every other (``errors.in_api_shape``). ``OPTIONS`` (the CORS
 preflight every path answers with ``204``) is left out.
 
 :func:`document` builds once per catalogue object and hands back that same dict on every later
@@ -24,6 +24,13 @@ from typing import Any
 
 from taskcore.catalogue import Catalogue
 from taskcore.idempotency import KEY_PATTERN
+from taskcore.limits import (
+    MAX_BODY_BYTES,
+    MAX_CURSOR_CHARS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_NUMBER_CHARS,
+    MAX_JSON_STRING_CHARS,
+)
 from taskcore.status import Status
 from taskcore.store import MAX_LIST_LIMIT
 from taskcore.tasktype import MAX_DELAY_S, Priority, TaskType
@@ -39,8 +46,8 @@ from .errors import (
     Unauthorized,
     Unavailable,
     Unprocessable,
+    UnsupportedMediaType,
 )
-from .submission import MAX_BODY_BYTES
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -50,14 +57,23 @@ Schema = dict[str, Any]
 
 _ERRORS: dict[str, tuple[type[HttpError], str]] = {
     # response name: the error the views raise, what it means
-    "BadRequest": (BadRequest, "The body is empty, not JSON, or not a JSON object."),
+    "BadRequest": (
+        BadRequest,
+        "The body is empty, not a JSON object, or JSON beyond a limit: nested over "
+        f"{MAX_JSON_DEPTH} levels, a number over {MAX_JSON_NUMBER_CHARS} characters.",
+    ),
     "Unauthorized": (Unauthorized, "No `X-Api-Key` header, or not a valid key."),
     "Forbidden": (Forbidden, "The key is valid but not an operator's."),
     "NotFound": (NotFound, "No such task for this key (another owner's task alike)."),
     "Conflict": (Conflict, "The task is not failed or cancelled."),
     "TooLarge": (
         TooLarge,
-        f"The body is over {MAX_BODY_BYTES} bytes, or the payload over its limit.",
+        f"The body is over {MAX_BODY_BYTES} bytes, a string in it over "
+        f"{MAX_JSON_STRING_CHARS} characters, or the payload over its limit.",
+    ),
+    "UnsupportedMediaType": (
+        UnsupportedMediaType,
+        "The `Content-Type` is not `application/json`.",
     ),
     "Unprocessable": (
         Unprocessable,
@@ -239,13 +255,13 @@ def _list_tasks(types: list[TaskType]) -> Schema:
             ),
             _query(
                 "limit",
-                "The most tasks to give.",
+                "The most tasks to give, in ASCII digits.",
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 20},
             ),
             _query(
                 "cursor",
                 "Where to go on from: the `next_cursor` of the previous page.",
-                {"type": "string"},
+                {"type": "string", "maxLength": MAX_CURSOR_CHARS},
             ),
         ],
         "responses": {
@@ -514,10 +530,6 @@ def _schemas(types: list[TaskType]) -> dict[str, Schema]:
                 )
             }
         ),
-        "ChaliceError": _object(
-            {"Code": {"type": "string"}, "Message": {"type": "string"}},
-            description="Chalice's own error body, before any view runs.",
-        ),
         "Submission": _object(
             {
                 "type": {**_type_names(types), "description": "The task type's name."},
@@ -689,10 +701,6 @@ def _error_responses() -> dict[str, Schema]:
     responses["Unavailable"]["headers"] = {
         "Retry-After": {"$ref": "#/components/headers/RetryAfter"}
     }
-    responses["UnsupportedMediaType"] = _json(
-        "The `Content-Type` is not JSON (Chalice's answer, with Chalice's body).",
-        _ref("ChaliceError"),
-    )
     return responses
 
 
@@ -702,7 +710,6 @@ def _error_responses() -> dict[str, Schema]:
 def _errors(*names: str) -> dict[str, Schema]:
     """The responses ``names`` by reference, under their status codes."""
     statuses = {name: str(error.status) for name, (error, _) in _ERRORS.items()}
-    statuses["UnsupportedMediaType"] = "415"
     return {statuses[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from taskcore import limits
 from taskcore.catalogue import Catalogue
 from taskcore.clock import iso
+from taskcore.errors import BadJSON
+from taskcore.errors import TooLarge as InputTooLarge
 from taskcore.status import Status
 from taskcore.task import Task, new_task_id, new_trace_id
 from taskcore.tasktype import OPTION_FIELDS
@@ -15,20 +17,20 @@ from taskcore.tasktype import OPTION_FIELDS
 from .errors import BadRequest, TooLarge, Unprocessable
 from .payloads import Payloads
 
-MAX_BODY_BYTES = 128 * 1024
 FIELDS = frozenset({"type", "payload", *OPTION_FIELDS})
 
 
 def parse_body(raw: bytes | None) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413 that says what is wrong."""
+    """The request body as a JSON object within :mod:`taskcore.limits`, or a 400/413 naming
+    what is wrong (the limit, if it is one)."""
     if not raw:
         raise BadRequest("the body must be a JSON object with at least a type")
-    if len(raw) > MAX_BODY_BYTES:
-        raise TooLarge(f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        body = limits.loads(raw, what="the body", max_bytes=limits.MAX_BODY_BYTES)
+    except BadJSON as exc:
+        raise BadRequest(exc.message) from None
+    except InputTooLarge as exc:
+        raise TooLarge(exc.message) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

@@ -7,7 +7,9 @@ task ids name no task, so the operations on one task are also called on real tas
 kind of state (succeeded, failed, delayed), for their answers about a task that exists. The run
 is bounded and derandomized, so it repeats; the tasks it creates are cancelled afterwards, so
 that they do not keep the shared stack's workers busy for the tests that come after. (Its
-``dev`` key is an operator's, so the dead-letter queue is replayed and purged too.)
+``dev`` key is an operator's, so the dead-letter queue is replayed and purged too.) Every path is
+also called with each method the document does not list: ``405`` with ``Allow``, in the
+document's error shape.
 
 The document is fetched and loaded as a dict rather than with ``schemathesis.openapi.from_url``,
 which leaves out the operation that serves the document, ``GET /openapi.json``.
@@ -20,6 +22,7 @@ is up. (schemathesis's own ``schemathesis.pytest.from_fixture`` would do the sam
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -27,6 +30,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.strategies import SearchStrategy
+from jsonschema import Draft202012Validator
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -148,3 +152,27 @@ def _exercise(edge: str, cases: SearchStrategy[Case], examples: settings) -> Non
         )
 
     answers_as_documented()
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+
+def test_a_method_the_document_does_not_list_is_405_with_allow_and_the_documented_error(
+    shared_stack: Stack, edge_schema: OpenApiSchema, subtests: pytest.Subtests
+) -> None:
+    """What schemathesis's generated cases never send: every path with each method it lacks."""
+    document = edge_schema.raw_schema
+    # The document as a JSON Schema whose root is its error body, its references resolving.
+    error_body = Draft202012Validator({**document, "$ref": "#/components/schemas/Error"})
+    with httpx.Client(headers={"X-Api-Key": API_KEY}, timeout=10) as client:
+        for path, item in document["paths"].items():
+            documented = {method.upper() for method in item} & set(HTTP_METHODS)
+            url = shared_stack.edge_url + path.replace("{task_id}", str(uuid.uuid4()))
+            for method in sorted(set(HTTP_METHODS) - documented):
+                with subtests.test(msg=f"{method} {path}"):
+                    response = client.request(method, url, content=b"{}")
+                    assert response.status_code == 405
+                    allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+                    assert allowed - {"OPTIONS"} == documented
+                    error_body.validate(response.json())
+                    assert response.json()["error"]["code"] == "method_not_allowed"

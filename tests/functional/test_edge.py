@@ -79,7 +79,17 @@ def test_a_missing_or_wrong_key_is_401(edge: Client, headers: dict[str, str]) ->
         ({"type": "demo.sleep", "payload": []}, 422, "payload"),
         ({"type": "demo.noop", "priority": "urgent"}, 422, "priority"),
         ({"type": "demo.noop", "colour": "red"}, 422, "colour"),
-        ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, "payload"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 65_000, "y": "b" * 1000}}, 413, "payload"),
+        ({"type": "demo.noop", "payload": {"x": "a" * 70_000}}, 413, None),  # one string
+        (
+            {
+                "type": "demo.noop",
+                "payload": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            },
+            400,
+            None,
+        ),
+        ({"type": "demo.noop", "payload": {"x": 1e308 * 10}}, 400, None),
         ({"type": "demo.noop", "payload": {"x": "a" * 200_000}}, 413, None),
         ({"type": "demo.sleep", "payload": {"steps": 0}}, 422, "payload.steps"),
         ({"type": "demo.noop", "max_attempts": 11}, 422, "max_attempts"),
@@ -516,3 +526,30 @@ async def test_a_dead_broker_connection_is_replaced_and_the_task_accepted(
 
     assert submit(edge, {"type": "demo.noop"}).status_code == 202
     assert len(await drain(await amqp.get_queue(config.names.tasks_queue))) == 2
+
+
+def test_a_method_the_path_does_not_have_is_405_with_allow_in_the_apis_shape(edge: Client) -> None:
+    response = edge.http.put("/tasks", headers=ALICE, body="{}")
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST, GET, OPTIONS"
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_a_body_that_is_not_json_by_content_type_is_415_in_the_apis_shape(edge: Client) -> None:
+    response = edge.http.post(
+        "/tasks", headers={**ALICE, "Content-Type": "text/plain"}, body='{"type": "demo.noop"}'
+    )
+
+    assert response.status_code == 415
+    assert error_of(response) == {
+        "code": "unsupported_media_type",
+        "message": "the Content-Type must be application/json",
+    }
+
+
+@pytest.mark.parametrize("limit", ["\u0663", "1" * 5000, "+5", " 5"])
+def test_a_limit_not_in_ascii_digits_is_422(edge: Client, limit: str) -> None:
+    response = edge.http.get(f"/tasks?limit={limit}", headers=ALICE)
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "limit"
