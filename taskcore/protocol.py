@@ -26,16 +26,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .errors import EventDecodeError, TaskcastError
+from . import limits
+from .errors import BadJSON, EventDecodeError, TaskcastError, TooLarge
 from .event import Cursor, Event
 from .status import Status
 from .task import Task
 
 MAX_MESSAGE_BYTES = 4096
 """The largest client message (a subscribe is ~300 bytes); a bigger one is closed with 1009."""
-
-MAX_CLIENT_DEPTH = 3
-"""How deep a client message nests: the message, its cursor, and nothing below."""
 
 
 class ErrorCode(StrEnum):
@@ -44,7 +42,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_DATA = "unsupported_data"
     """A binary frame: the protocol is text (JSON)."""
     INVALID_JSON = "invalid_json"
-    """Not JSON, or JSON nested deeper than any message of the protocol."""
+    """Not JSON, or JSON beyond a limit of :mod:`taskcore.limits` (nesting, numbers, strings)."""
     BAD_REQUEST = "bad_request"
     """JSON, but not a message of the protocol."""
     INVALID_TOKEN = "invalid_token"
@@ -126,44 +124,19 @@ class Unsubscribe:
         return _dump({"op": "unsubscribe", "task_id": self.task_id})
 
 
-def _loads(raw: str | bytes, max_depth: int) -> Any:
-    """JSON, refused with :class:`ProtocolError` if it is not JSON or nests beyond ``max_depth``."""
+def _loads(raw: str | bytes) -> Any:
+    """JSON within :mod:`taskcore.limits`' limits, else :class:`ProtocolError`."""
     if isinstance(raw, bytes):
         raise ProtocolError(ErrorCode.UNSUPPORTED_DATA, "messages are text frames of JSON")
-    if _depth(raw) > max_depth:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"messages nest at most {max_depth} deep")
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise ProtocolError(ErrorCode.INVALID_JSON, "messages must be JSON objects") from None
-
-
-def _depth(text: str) -> int:
-    """How deep ``text`` nests, found without parsing it (the parser recurses, and would fail
-    on a deep message with ``RecursionError``). Brackets inside strings do not count."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+        return limits.loads(raw, what="the message", max_bytes=MAX_MESSAGE_BYTES)
+    except (BadJSON, TooLarge) as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, str(exc)) from None
 
 
 def parse_client(raw: str | bytes) -> Subscribe | Unsubscribe:
     """Parse one client message or raise :class:`ProtocolError` saying what is wrong."""
-    data = _loads(raw, MAX_CLIENT_DEPTH)
+    data = _loads(raw)
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "messages must be JSON objects")
     op = data.get("op")
