@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
@@ -28,11 +29,11 @@ from taskcore import logs
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import REASON_HEADER, CancelRequested, Submitted
+from taskcore.message import CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
-from . import failpoint
+from . import amqp, failpoint
 from .canceller import Canceller
 from .job import dispatch
 from .registry import ServedTypes, waiting_reason
@@ -62,9 +63,9 @@ class Relay:
         self._canceller = Canceller(svc)
         self._served = served or ServedTypes(svc.redis, svc.config.names)
 
-    def relay(self, body: bytes) -> Outcome:
+    def relay(self, body: bytes, headers: Mapping[str, Any] | None = None) -> Outcome:
         try:
-            message = Submitted.decode(body)
+            message = Submitted.decode(body, headers)
         except ValidationError as exc:
             return Outcome(f"unparseable: {exc}")
         store = self._svc.store
@@ -172,7 +173,7 @@ class RelayService:
 
     async def _handle_control(self, message: AbstractIncomingMessage) -> None:
         try:
-            request = CancelRequested.decode(message.body)
+            request = CancelRequested.decode(message.body, message.headers)
         except ValidationError as exc:
             await self._dead_letter(message, f"unparseable: {exc}")
             await message.ack()
@@ -192,20 +193,12 @@ class RelayService:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         log.warning("message %s dead-lettered: %s", message.message_id, reason)
         assert self._dead is not None  # set before consuming starts
-        await self._dead.publish(
-            aio_pika.Message(
-                message.body,
-                headers={**(message.headers or {}), REASON_HEADER: reason},
-                message_id=message.message_id,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=message.routing_key or "unknown",
-        )
+        dead = amqp.envelope_of(message).dead(reason)
+        await self._dead.publish(amqp.message(dead), routing_key=dead.routing_key)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            outcome = await asyncio.to_thread(self._relay.relay, message.body)
+            outcome = await asyncio.to_thread(self._relay.relay, message.body, message.headers)
         except Exception:
             log.exception("task %s: relay failed; requeueing", message.message_id)
             await asyncio.sleep(1)  # don't spin on a backend that is down

@@ -44,12 +44,11 @@ from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
-from taskcore.message import CONTENT_TYPE, REASON_HEADER, Submitted
-from taskcore.names import Names
+from taskcore.message import Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-from . import registry
+from . import amqp, registry
 from .job import dispatch
 from .lease import Lease
 from .registry import ServedTypes
@@ -329,26 +328,20 @@ class SweeperService:
             dead_exchange = await channel.get_exchange(names.dead_exchange, ensure=True)
             loop = asyncio.get_running_loop()
 
-            def send(to: aio_pika.abc.AbstractExchange, message: Submitted, **headers: str) -> None:
+            def send(to: aio_pika.abc.AbstractExchange, envelope: Envelope) -> None:
                 sent = to.publish(
-                    aio_pika.Message(
-                        message.encode(),
-                        message_id=message.task_id,
-                        content_type=CONTENT_TYPE,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        headers={"trace_id": message.trace_id, **headers},
-                    ),
-                    routing_key=Names.submitted_key(message.type),
+                    amqp.message(envelope),
+                    routing_key=envelope.routing_key,
                     mandatory=True,
                     timeout=10,
                 )
                 asyncio.run_coroutine_threadsafe(sent, loop).result(timeout=15)
 
             def publish(message: Submitted) -> None:
-                send(exchange, message)
+                send(exchange, message.envelope())
 
             def dead_letter(message: Submitted, reason: str) -> None:
-                send(dead_exchange, message, **{REASON_HEADER: reason})
+                send(dead_exchange, message.envelope().dead(reason))
 
             sweeper = Sweeper(self._svc, publish, dead_letter)
             reporter = Reporter(self._svc.redis, self._svc.overview, names)
