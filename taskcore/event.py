@@ -167,7 +167,7 @@ class Event:
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventDecodeError(f"malformed event: {exc!r}") from exc
 
     @classmethod
