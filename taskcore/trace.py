@@ -20,6 +20,9 @@ VERSION = "00"
 SAMPLED = 0x01
 """The only flag version 00 defines; the spec says to zero the others when passing it on."""
 
+WRITTEN = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""The shape of every ``traceparent`` taskcast writes (for schemas; :func:`parse` reads)."""
+
 _HEX_ID = re.compile(r"[0-9a-f]+")
 _LENGTH = 55
 """The length of a version 00 ``traceparent``; later versions may only add fields after it."""

@@ -11,6 +11,7 @@ from taskcore.errors import EventDecodeError
 from taskcore.event import Event, EventKind
 from taskcore.status import Status
 from taskcore.task import Progress, TaskError
+from taskcore.trace import Trace
 
 json_values = st.recursive(
     st.none()
@@ -37,6 +38,7 @@ events = st.builds(
     waiting=optional_text,
     name=optional_text,
     data=json_values,
+    trace=st.none() | st.builds(lambda: Trace.new().format()),
 ).map(
     # What encoding keeps: a custom event's name and data, no other's; a result only if set.
     lambda e: e if e.kind is EventKind.CUSTOM else replace(e, name=None, data=None)
