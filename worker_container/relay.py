@@ -68,6 +68,10 @@ class Relay:
             message = Submitted.decode(body, headers)
         except ValidationError as exc:
             return Outcome(f"unparseable: {exc}")
+        with logs.traced(message.trace_id):
+            return self._relay(message)
+
+    def _relay(self, message: Submitted) -> Outcome:
         store = self._svc.store
         task: Task | None = None
         try:
@@ -102,11 +106,7 @@ class Relay:
     def _dispatch(self, task: Task) -> None:
         if dispatch(self._svc, task, self._served):
             log.info(
-                "task %s (%s) queued on %s [trace %s]",
-                task.task_id,
-                task.type,
-                self._svc.queue_of(task).name,
-                task.trace_id,
+                "task %s (%s) queued on %s", task.task_id, task.type, self._svc.queue_of(task).name
             )
         else:
             log.info("task %s: RQ job exists already, or it waits for a worker", task.task_id)

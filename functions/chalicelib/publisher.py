@@ -19,8 +19,9 @@ from typing import TypeVar
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
 
+from taskcore import trace
 from taskcore.errors import TaskcastError
-from taskcore.message import CancelRequested, Envelope, Submitted
+from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.names import Names
 
 from . import amqp
@@ -95,7 +96,12 @@ class Publisher:
             # A Lambda instance is frozen between invocations and its connection may have died
             # meanwhile (missed heartbeats): try once more on a fresh one. Publishing twice is
             # harmless, as the relay treats a task's messages idempotently.
-            log.warning("task %s: publish failed (%r); reconnecting once", envelope.message_id, exc)
+            log.warning(
+                "task %s: publish failed (%r); reconnecting once [trace %s]",
+                envelope.message_id,
+                exc,
+                trace.trace_id_of(envelope.headers.get(TRACEPARENT_HEADER)),
+            )
             await self._reset()
             await self._publish_once(envelope)
 
