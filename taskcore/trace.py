@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 VERSION = "00"
 SAMPLED = 0x01
-"""The only flag version 00 defines; the spec says to zero the others when passing it on."""
+RANDOM_TRACE_ID = 0x02
+"""Level 2's flag: the trace-id is random. Kept for the trace it came with; never set here."""
+KNOWN_FLAGS = SAMPLED | RANDOM_TRACE_ID
+"""The flags passed on; the spec says to zero the others."""
 
 WRITTEN = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 """The shape of every ``traceparent`` taskcast writes (for schemas; :func:`parse` reads)."""
@@ -53,7 +56,7 @@ class Trace:
 
     def child(self) -> Trace:
         """The same trace with a new span id: what a hop that is a span of its own passes on."""
-        return Trace(self.trace_id, _random_id(16), self.flags & SAMPLED)
+        return Trace(self.trace_id, _random_id(16), self.flags & KNOWN_FLAGS)
 
     @property
     def sampled(self) -> bool:

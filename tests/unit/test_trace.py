@@ -79,8 +79,8 @@ def test_a_submission_continues_a_valid_trace_and_starts_one_otherwise(value: st
     if parent is not None:
         assert task_trace.trace_id == parent.trace_id
         assert task_trace.parent_id != parent.parent_id
-        # Only the sampled flag is passed on: version 00 says to zero the others.
-        assert task_trace.flags == parent.flags & trace.SAMPLED
+        # Only the flags the spec defines are passed on: it says to zero the others.
+        assert task_trace.flags == parent.flags & (trace.SAMPLED | trace.RANDOM_TRACE_ID)
 
 
 def test_a_new_trace_is_not_sampled_and_new_each_time() -> None:
