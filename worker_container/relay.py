@@ -25,11 +25,11 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from taskcore import logs
+from taskcore import logs, trace
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import CancelRequested, Submitted
+from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
@@ -197,6 +197,11 @@ class RelayService:
         await self._dead.publish(amqp.message(dead), routing_key=dead.routing_key)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        with logs.traced(trace.trace_id_of(headers.get(TRACEPARENT_HEADER))):
+            await self._handle_traced(message)
+
+    async def _handle_traced(self, message: AbstractIncomingMessage) -> None:
         try:
             outcome = await asyncio.to_thread(self._relay.relay, message.body, message.headers)
         except Exception:
