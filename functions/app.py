@@ -121,7 +121,8 @@ def submit() -> Response:
     """
     owner = _owner()
     key = app.current_request.headers.get("idempotency-key")
-    return _accept(parse_body(app.current_request.raw_body), owner, key)
+    traceparent = app.current_request.headers.get("traceparent")
+    return _accept(parse_body(app.current_request.raw_body), owner, key, traceparent)
 
 
 @app.route("/{shortcut}", methods=["POST"], content_types=["application/json"])
@@ -138,28 +139,40 @@ def submit_shortcut(shortcut: str) -> Response:
     owner = _owner()
     payload = parse_body(app.current_request.raw_body)
     key = app.current_request.headers.get("idempotency-key")
-    return _accept({"type": task_type.name, "payload": payload}, owner, key)
+    traceparent = app.current_request.headers.get("traceparent")
+    return _accept({"type": task_type.name, "payload": payload}, owner, key, traceparent)
 
 
-def _accept(body: dict[str, Any], owner: str, key: str | None) -> Response:
+def _accept(
+    body: dict[str, Any], owner: str, key: str | None, traceparent: str | None = None
+) -> Response:
     """Validate, record and publish a submission; the ``202`` (or the idempotent replay)."""
     svc = services.current()
-    task = new_task(body, owner, svc.config.task_ttl_s, svc.catalogue, svc.payloads)
+    task = new_task(body, owner, svc.config.task_ttl_s, svc.catalogue, svc.payloads, traceparent)
     if key is None:
         svc.store.create(task)
     else:
         idempotency = IdempotencyKey.parse(owner, key, body, svc.config.idempotency_ttl_s)
         task, created = svc.store.create_once(task, idempotency)
         if not created:
-            log.info("task %s: idempotent replay of key %r for %s", task.task_id, key, owner)
+            log.info(
+                "task %s: idempotent replay of key %r for %s [trace %s]",
+                task.task_id,
+                key,
+                owner,
+                task.trace_id,
+            )
             return _accepted(task, {"Idempotent-Replayed": "true"})
     try:
-        svc.publisher.submitted(Submitted(task.task_id, task.type, task.trace_id))
+        svc.publisher.submitted(Submitted(task.task_id, task.type, task.trace_id, task.traceparent))
     except PublishError:
         # The record is written, so the task is accepted: the sweeper publishes pending tasks
         # that nobody has picked up. Refusing here would make a retrying client submit twice.
         log.warning(
-            "task %s: not published; the sweeper will publish it", task.task_id, exc_info=True
+            "task %s: not published; the sweeper will publish it [trace %s]",
+            task.task_id,
+            task.trace_id,
+            exc_info=True,
         )
     log.info(
         "task %s (%s) accepted for %s [trace %s]", task.task_id, task.type, owner, task.trace_id
@@ -168,10 +181,11 @@ def _accept(body: dict[str, Any], owner: str, key: str | None) -> Response:
 
 
 def _accepted(task: Task, headers: dict[str, str] | None = None) -> Response:
+    trace = {} if task.traceparent is None else {"traceparent": task.traceparent}
     return Response(
         {"task": task.to_public(), "watch": _watch(task)},
         status_code=202,
-        headers={"Location": f"/tasks/{task.task_id}", **(headers or {})},
+        headers={"Location": f"/tasks/{task.task_id}", **trace, **(headers or {})},
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from taskcore import eventlog
 from taskcore.errors import EventDecodeError
 from taskcore.event import Event
 from taskcore.names import Names
@@ -142,7 +143,7 @@ class Hub:
                 confirmed.set()
             elif message["type"] == "message":
                 try:
-                    event = Event.decode(message["data"])
+                    event = eventlog.decode_message(message["data"])
                 except EventDecodeError:
                     log.exception("unreadable event on %s; dropped", channel)
                     continue

@@ -52,6 +52,11 @@ class TaskContext(Protocol):
         """The id that ties this task's log lines together across every part."""
 
     @property
+    def traceparent(self) -> str | None:
+        """The task's W3C trace context, to send on with the calls it makes (a header of
+        that name); ``None`` for a task submitted before taskcast kept one."""
+
+    @property
     def payload(self) -> dict[str, Any]:
         """The payload as validated at the edge, with the schema's defaults filled in."""
 

@@ -74,6 +74,8 @@ class Event:
     """A custom event's data: any JSON value."""
     seq: int = 0
     epoch: str = ""
+    trace: str | None = None
+    """The task's ``traceparent``, if its record has one."""
 
     @classmethod
     def status_of(cls, task: Task) -> Event:
@@ -91,6 +93,7 @@ class Event:
             # Only while it waits: once started, when it was due to start is history.
             run_at=task.run_at if task.status in (Status.PENDING, Status.QUEUED) else None,
             waiting=task.waiting if task.status is Status.QUEUED else None,
+            trace=task.traceparent,
         )
 
     @classmethod
@@ -132,6 +135,8 @@ class Event:
         if self.kind is EventKind.CUSTOM:
             data["name"] = self.name
             data["data"] = self.data
+        if self.trace is not None:
+            data["trace"] = self.trace
         return data
 
     def encode(self) -> str:
@@ -149,6 +154,9 @@ class Event:
             raise EventDecodeError("an event must be a JSON object")
         if data.get("v") != EVENT_VERSION:
             raise EventDecodeError(f"unsupported event version {data.get('v')!r}")
+        trace = data.get("trace")
+        if trace is not None and not isinstance(trace, str):
+            raise EventDecodeError("an event's trace must be a string")
         try:
             return cls(
                 task_id=str(data["task_id"]),
@@ -166,8 +174,9 @@ class Event:
                 data=data.get("data"),
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
+                trace=trace,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventDecodeError(f"malformed event: {exc!r}") from exc
 
     @classmethod

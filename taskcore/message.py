@@ -1,22 +1,79 @@
-"""The broker messages the edge publishes and the relay reads.
+"""The broker messages the edge and the sweeper publish and the relay reads: the AMQP wire format.
 
 ``Submitted`` says "this task was accepted"; ``CancelRequested`` says "its owner wants it stopped".
+An :class:`Envelope` is a whole message as it goes on the wire: body, routing key and AMQP
+properties (message id, content type, type, persistence, headers). Everything about that format
+is here; aio-pika is not (this package is standard library only): each side's small ``amqp``
+module (``functions/chalicelib/amqp.py``, ``worker_container/amqp.py``) turns an envelope into
+an ``aio_pika.Message`` and an incoming message back into an envelope, and nothing more.
 
-It carries only the task's id, type and trace id; the record in DynamoDB is the source of truth
-for everything else, so a message can never disagree with the record about the payload.
+The body carries only the task's id, type and trace id; the record in DynamoDB is the source of
+truth for everything else, so a message can never disagree with the record about the payload.
+The task's W3C ``traceparent`` travels in the ``traceparent`` header, as HTTP carries it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from . import trace
 from .errors import ValidationError
+from .names import Names
 
 MESSAGE_VERSION = 1
 CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+"""AMQP's delivery mode of a message the broker keeps on disk: every taskcast message is."""
+SUBMITTED_TYPE = "task.submitted"
+CANCEL_TYPE = "task.cancel"
+"""The AMQP ``type`` property of each kind of message, for operators' eyes: the body decides."""
+TRACEPARENT_HEADER = "traceparent"
 REASON_HEADER = "x-taskcast-reason"
 """Why the relay dead-lettered a message, in the header of its copy on the dead queue."""
+
+
+class MessageError(ValidationError):
+    """A message is not one this version of taskcast wrote; the text says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message as it goes on the wire, standard library types only."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None = None
+    type: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    content_type: str | None = CONTENT_TYPE
+    delivery_mode: int | None = PERSISTENT
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The AMQP basic properties, by the names ``aio_pika.Message`` takes them."""
+        return {
+            "message_id": self.message_id,
+            "type": self.type,
+            "headers": dict(self.headers),
+            "content_type": self.content_type,
+            "delivery_mode": self.delivery_mode,
+        }
+
+    def dead(self, reason: str) -> Envelope:
+        """This message as it goes to the dead-letter exchange: kept whole, with ``reason``.
+
+        Persistent whatever it was, and under its own routing key, so a replay sends it back
+        where it came from.
+        """
+        return replace(
+            self,
+            routing_key=self.routing_key or "unknown",
+            headers={**self.headers, REASON_HEADER: reason},
+            delivery_mode=PERSISTENT,
+        )
 
 
 @dataclass(frozen=True)
@@ -24,8 +81,11 @@ class Submitted:
     task_id: str
     type: str
     trace_id: str
+    traceparent: str | None = None
+    """The task's W3C ``traceparent``, in the message's headers; ``None`` if it had none."""
 
     def encode(self) -> bytes:
+        """The body (the ``traceparent`` goes in the headers: see :meth:`envelope`)."""
         return json.dumps(
             {
                 "v": MESSAGE_VERSION,
@@ -36,20 +96,31 @@ class Submitted:
             separators=(",", ":"),
         ).encode()
 
+    def envelope(self) -> Envelope:
+        headers = {} if self.traceparent is None else {TRACEPARENT_HEADER: self.traceparent}
+        return Envelope(
+            self.encode(),
+            Names.submitted_key(self.type),
+            message_id=self.task_id,
+            type=SUBMITTED_TYPE,
+            headers=headers,
+        )
+
     @classmethod
-    def decode(cls, body: bytes) -> Submitted:
-        """Parse a message body; :class:`ValidationError` says what is wrong with it."""
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"body is not JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("v") != MESSAGE_VERSION:
-            raise ValidationError(f"body is not a version {MESSAGE_VERSION} submitted message")
+    def decode(cls, body: bytes, headers: Mapping[str, Any] | None = None) -> Submitted:
+        """Parse a message; :class:`MessageError` says what is wrong with it.
+
+        A ``traceparent`` header that is not a valid one is ignored, as HTTP's would be.
+        """
+        data = _json_object(body)
+        if data.get("v") != MESSAGE_VERSION or "op" in data:
+            raise MessageError(f"body is not a version {MESSAGE_VERSION} submitted message")
         fields = {name: data.get(name) for name in ("task_id", "type", "trace_id")}
         for name, value in fields.items():
             if not isinstance(value, str) or not value:
-                raise ValidationError(f"{name} is missing or not a string", field=name)
-        return cls(**fields)  # type: ignore[arg-type]
+                raise MessageError(f"{name} is missing or not a string", field=name)
+        parent = trace.parse(_text((headers or {}).get(TRACEPARENT_HEADER)))
+        return cls(**fields, traceparent=None if parent is None else parent.format())  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -61,19 +132,33 @@ class CancelRequested:
     def encode(self) -> bytes:
         return json.dumps({"v": MESSAGE_VERSION, "op": "cancel", "task_id": self.task_id}).encode()
 
+    def envelope(self) -> Envelope:
+        return Envelope(self.encode(), Names.CANCEL_KEY, message_id=self.task_id, type=CANCEL_TYPE)
+
     @classmethod
-    def decode(cls, body: bytes) -> CancelRequested:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"body is not JSON: {exc}") from None
-        if (
-            not isinstance(data, dict)
-            or data.get("v") != MESSAGE_VERSION
-            or data.get("op") != "cancel"
-        ):
-            raise ValidationError("body is not a cancel request")
+    def decode(cls, body: bytes, headers: Mapping[str, Any] | None = None) -> CancelRequested:
+        """Parse a message; :class:`MessageError` says what is wrong with it."""
+        data = _json_object(body)
+        if data.get("v") != MESSAGE_VERSION or data.get("op") != "cancel":
+            raise MessageError("body is not a cancel request")
         task_id = data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
-            raise ValidationError("task_id is missing or not a string", field="task_id")
+            raise MessageError("task_id is missing or not a string", field="task_id")
         return cls(task_id)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise MessageError(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("body is not a JSON object")
+    return data
+
+
+def _text(value: object) -> str | None:
+    """A header value as text: AMQP may hand over a long string as bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None

@@ -99,6 +99,10 @@ class Task:
     """How long it may wait for a worker that knows its type before it is dead-lettered."""
     waiting: str | None = None
     """Why a ``queued`` task is not running yet (no worker knows its type), for its owner."""
+    traceparent: str | None = None
+    """Its W3C trace context (:mod:`taskcore.trace`), whose trace-id is ``trace_id``: the
+    caller's trace, or a new one, with a span id of the task's own. ``None`` in a record
+    written before taskcast kept it."""
 
     def with_status(self, status: Status, **changes: Any) -> Task:
         """A copy in ``status`` with ``changes`` applied and ``updated_at`` set to now."""
@@ -134,6 +138,8 @@ class Task:
             data["cancel_requested_at"] = self.cancel_requested_at
         if self.waiting is not None:
             data["waiting"] = self.waiting
+        if self.traceparent is not None:
+            data["traceparent"] = self.traceparent
         return data
 
     def to_item(self) -> Item:
@@ -175,6 +181,8 @@ class Task:
             item["cancel_requested_at"] = {"S": self.cancel_requested_at}
         if self.waiting is not None:
             item["waiting"] = {"S": self.waiting}
+        if self.traceparent is not None:
+            item["traceparent"] = {"S": self.traceparent}
         return item
 
     @classmethod
@@ -219,4 +227,5 @@ class Task:
             retry_cap_s=int(n("retry_cap_s", TaskType.retry_cap_s)),
             queue_timeout_s=int(n("queue_timeout_s", TaskType.queue_timeout_s)),
             waiting=s("waiting"),
+            traceparent=s("traceparent"),
         )

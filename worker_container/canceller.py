@@ -26,6 +26,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+from taskcore import logs
 from taskcore.clock import now_iso
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
@@ -57,14 +58,15 @@ class Canceller:
             task = self._svc.store.get(task_id)
             if task is None or task.status.is_terminal:
                 return None
-            if task.status is Status.RUNNING:
-                flag = self._svc.config.names.cancel_flag(task_id)
-                self._svc.redis.set(flag, task.attempt, ex=FLAG_TTL_S)
-                log.info("task %s: attempt %d asked to stop", task_id, task.attempt)
-                return Pending(task.attempt)
-            if self._cancel(task):
-                self._delete_job(task_id)
-                return None
+            with logs.traced(task.trace_id):
+                if task.status is Status.RUNNING:
+                    flag = self._svc.config.names.cancel_flag(task_id)
+                    self._svc.redis.set(flag, task.attempt, ex=FLAG_TTL_S)
+                    log.info("task %s: attempt %d asked to stop", task_id, task.attempt)
+                    return Pending(task.attempt)
+                if self._cancel(task):
+                    self._delete_job(task_id)
+                    return None
         log.warning("task %s: kept changing while being cancelled; giving up", task_id)
         return None
 
@@ -77,6 +79,11 @@ class Canceller:
         task = self._svc.store.get(task_id)
         if task is None or task.status.is_terminal:
             return  # it stopped by itself, or ended
+        with logs.traced(task.trace_id):
+            self._enforce(task, pending)
+
+    def _enforce(self, task: Task, pending: Pending) -> None:
+        task_id = task.task_id
         if task.status is Status.RUNNING:
             try:
                 send_stop_job_command(self._svc.redis, task_id)

@@ -70,6 +70,10 @@ class TaskContext:
     def trace_id(self) -> str:
         return self._task.trace_id
 
+    @property
+    def traceparent(self) -> str | None:
+        return self._task.traceparent
+
     def emit(self, name: str, data: Any = None) -> None:
         """Push an event of the task's own to its watchers, in order with its other events.
 

@@ -6,17 +6,17 @@ the channel that replay would not also give them, or the other way round, or two
 one ``seq``. If Redis lost the log, the next append starts a new epoch at ``seq`` 1, and
 watchers holding a cursor of the old epoch know to take a fresh snapshot. Once a terminal event
 is in the log nothing more is appended, so no late progress or custom event of a stopped
-attempt can follow a task's end.
-"""
+attempt can follow a task's end. What the stream and the channel hold is
+:mod:`taskcore.eventlog`'s to define; the script only puts the pieces where it says."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import replace
 
 from redis import Redis
 
+from taskcore import eventlog
 from taskcore.event import Event, EventKind
 from taskcore.names import Names
 
@@ -28,19 +28,23 @@ MAX_EVENTS = 1000
 LIVE_TTL_S = 7 * 86400
 """How long the log of an unfinished task lives without a new event: longer than any task runs."""
 
+# KEYS: the log's meta hash, its stream. ARGV: a new epoch, the unstamped event, the stream's
+# cap, the channel, the TTL, '1' if the event ends the log, then the wire format's field names
+# (seq, epoch, event: the meta hash keeps the first two under the same names) and separator.
+# The script builds no JSON: taskcore.eventlog's readers put the stamp and the event together.
 _APPEND = """
 if redis.call('HGET', KEYS[1], 'ended') then
   return false
 end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch = redis.call('HGET', KEYS[1], ARGV[8])
 if not epoch then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], ARGV[8], epoch, ARGV[7], 0)
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local event = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[2], 2)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', event)
-redis.call('PUBLISH', ARGV[4], event)
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[7], 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0',
+  ARGV[7], seq, ARGV[8], epoch, ARGV[9], ARGV[2])
+redis.call('PUBLISH', ARGV[4], epoch .. ARGV[10] .. seq .. ARGV[10] .. ARGV[2])
 if ARGV[6] == '1' then
   redis.call('HSET', KEYS[1], 'ended', 1)
 end
@@ -48,10 +52,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return {epoch, seq}
 """
-
-
-def new_epoch() -> str:
-    return uuid.uuid4().hex[:16]
 
 
 class EventLog:
@@ -69,12 +69,16 @@ class EventLog:
         stamped = self._append(
             keys=[self._names.event_meta(task_id), self._names.event_stream(task_id)],
             args=[
-                new_epoch(),
-                event.encode_unstamped(),
+                eventlog.new_epoch(),
+                eventlog.encode(event),
                 MAX_EVENTS,
                 self._names.event_channel(task_id),
                 ttl,
                 "1" if ended else "0",
+                eventlog.SEQ_FIELD,
+                eventlog.EPOCH_FIELD,
+                eventlog.EVENT_FIELD,
+                eventlog.SEPARATOR,
             ],
         )
         if stamped is None:

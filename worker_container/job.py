@@ -18,7 +18,7 @@ from rq import Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 from rq.timeouts import JobTimeoutException
 
-from taskcore import backoff
+from taskcore import backoff, logs, trace
 from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.definition import TaskDefinition, TaskFailed
 from taskcore.errors import ConditionLost
@@ -56,7 +56,9 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
 
     The job id is the task id and the enqueue is ``unique``, so however many callers (relay,
     redelivered message, sweeper) make sure at once, one job exists. Its ``Retry`` covers the
-    attempts left after this one, with the delays the task's type gives those attempts.
+    attempts left after this one, with the delays the task's type gives those attempts. The
+    task's ``traceparent`` goes along as an argument, so the job's log lines carry its trace
+    from the first, before the record is read.
     """
     retries = task.max_attempts - task.attempt - 1
     retry = None
@@ -65,6 +67,8 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
         retry = Retry(max=retries, interval=delays[-retries:])
     queue = svc.queue_of(task)
     options: dict[str, Any] = {
+        "args": (task.task_id, task.type),
+        "kwargs": {"traceparent": task.traceparent},
         "job_id": task.task_id,
         "unique": True,
         "job_timeout": task.timeout_s,
@@ -74,9 +78,9 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     }
     try:
         if at is None:
-            queue.enqueue(run_task, task.task_id, task.type, **options)
+            queue.enqueue(run_task, **options)
         else:
-            queue.enqueue_at(at, run_task, task.task_id, task.type, **options)
+            queue.enqueue_at(at, run_task, **options)
     except DuplicateJobError:
         return False
     return True
@@ -92,8 +96,17 @@ def dispatch(svc: Services, task: Task, served: ServedTypes) -> bool:
     return enqueue(svc, task, at=start_time(task))
 
 
-def run_task(task_id: str, task_type: str) -> None:
-    """Run the next attempt of ``task_id`` if the record says it is waiting for one."""
+def run_task(task_id: str, task_type: str, traceparent: str | None = None) -> None:
+    """Run the next attempt of ``task_id`` if the record says it is waiting for one.
+
+    ``traceparent`` is the task's, from the record that enqueued the job (``None`` in a job
+    enqueued before taskcast passed it on: the record's trace id then comes with the claim).
+    """
+    with logs.traced(trace.trace_id_of(traceparent)):
+        _run_task(task_id, task_type)
+
+
+def _run_task(task_id: str, task_type: str) -> None:
     svc = services.current()
     definition = svc.definitions.get(task_type)
     if definition is None:
@@ -127,15 +140,9 @@ def run_task(task_id: str, task_type: str) -> None:
     heartbeat = Heartbeat(
         svc.redis, svc.config.names.heartbeat(task_id), task.attempt, svc.config.heartbeat_ttl_s
     )
-    with heartbeat:
+    with heartbeat, logs.traced(task.trace_id):
         svc.events.append(Event.status_of(task))
-        log.info(
-            "task %s (%s) attempt %d started [trace %s]",
-            task_id,
-            task.type,
-            task.attempt,
-            task.trace_id,
-        )
+        log.info("task %s (%s) attempt %d started", task_id, task.type, task.attempt)
         _attempt(definition, TaskContext(task, svc))
 
 
@@ -159,9 +166,7 @@ def _attempt(definition: TaskDefinition, ctx: TaskContext) -> None:
         outcome, changes = Status.FAILED, _failure(exc.code, exc.message)
         retryable = exc.retry
     except Exception as exc:
-        log.warning(
-            "task %s: its function raised [trace %s]", task.task_id, task.trace_id, exc_info=True
-        )
+        log.warning("task %s: its function raised", task.task_id, exc_info=True)
         outcome, changes = Status.FAILED, _failure(type(exc).__name__, str(exc))
     else:
         outcome = Status.SUCCEEDED

@@ -121,12 +121,11 @@ def park(redis: Redis, names: Names, task: Task) -> None:
     """Leave ``task`` to the sweeper until a worker serves its type (idempotent)."""
     redis.zadd(names.unserved, {_member(task.type, task.task_id): deadline(task)})
     log.warning(
-        "task %s: %s (queue %r, until %s) [trace %s]",
+        "task %s: %s (queue %r, until %s)",
         task.task_id,
         waiting_reason(task.type),
         task.queue,
         iso(deadline(task)),
-        task.trace_id,
     )
 
 

@@ -18,21 +18,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from taskcore import logs
+from taskcore import logs, trace
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import REASON_HEADER, CancelRequested, Submitted
+from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
-from . import failpoint
+from . import amqp, failpoint
 from .canceller import Canceller
 from .job import dispatch
 from .registry import ServedTypes, waiting_reason
@@ -62,11 +63,15 @@ class Relay:
         self._canceller = Canceller(svc)
         self._served = served or ServedTypes(svc.redis, svc.config.names)
 
-    def relay(self, body: bytes) -> Outcome:
+    def relay(self, body: bytes, headers: Mapping[str, Any] | None = None) -> Outcome:
         try:
-            message = Submitted.decode(body)
+            message = Submitted.decode(body, headers)
         except ValidationError as exc:
             return Outcome(f"unparseable: {exc}")
+        with logs.traced(message.trace_id):
+            return self._relay(message)
+
+    def _relay(self, message: Submitted) -> Outcome:
         store = self._svc.store
         task: Task | None = None
         try:
@@ -101,11 +106,7 @@ class Relay:
     def _dispatch(self, task: Task) -> None:
         if dispatch(self._svc, task, self._served):
             log.info(
-                "task %s (%s) queued on %s [trace %s]",
-                task.task_id,
-                task.type,
-                self._svc.queue_of(task).name,
-                task.trace_id,
+                "task %s (%s) queued on %s", task.task_id, task.type, self._svc.queue_of(task).name
             )
         else:
             log.info("task %s: RQ job exists already, or it waits for a worker", task.task_id)
@@ -172,7 +173,7 @@ class RelayService:
 
     async def _handle_control(self, message: AbstractIncomingMessage) -> None:
         try:
-            request = CancelRequested.decode(message.body)
+            request = CancelRequested.decode(message.body, message.headers)
         except ValidationError as exc:
             await self._dead_letter(message, f"unparseable: {exc}")
             await message.ack()
@@ -192,20 +193,17 @@ class RelayService:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         log.warning("message %s dead-lettered: %s", message.message_id, reason)
         assert self._dead is not None  # set before consuming starts
-        await self._dead.publish(
-            aio_pika.Message(
-                message.body,
-                headers={**(message.headers or {}), REASON_HEADER: reason},
-                message_id=message.message_id,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=message.routing_key or "unknown",
-        )
+        dead = amqp.envelope_of(message).dead(reason)
+        await self._dead.publish(amqp.message(dead), routing_key=dead.routing_key)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        with logs.traced(trace.trace_id_of(headers.get(TRACEPARENT_HEADER))):
+            await self._handle_traced(message)
+
+    async def _handle_traced(self, message: AbstractIncomingMessage) -> None:
         try:
-            outcome = await asyncio.to_thread(self._relay.relay, message.body)
+            outcome = await asyncio.to_thread(self._relay.relay, message.body, message.headers)
         except Exception:
             log.exception("task %s: relay failed; requeueing", message.message_id)
             await asyncio.sleep(1)  # don't spin on a backend that is down

@@ -44,12 +44,11 @@ from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.config import Config
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
-from taskcore.message import CONTENT_TYPE, REASON_HEADER, Submitted
-from taskcore.names import Names
+from taskcore.message import Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-from . import registry
+from . import amqp, registry
 from .job import dispatch
 from .lease import Lease
 from .registry import ServedTypes
@@ -123,27 +122,15 @@ class Sweeper:
             if last > stale:
                 self._published_at[task.task_id] = last
                 continue
-            self._republish(task, repairs)
+            with logs.traced(task.trace_id):
+                self._republish(task, repairs)
         self._sweep_parked(now, repairs)
         for status in (Status.QUEUED, Status.RETRYING):
             for task in store.iter_by_status(status):
                 if parse_iso(task.updated_at) > stale:
                     continue
-                if registry.is_parked(
-                    self._svc.redis, self._svc.config.names, task.type, task.task_id
-                ):
-                    continue
-                job = self._job(task.task_id)
-                if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
-                    self._requeue(task, repairs)
-                elif job.get_status(refresh=False) in WAITING_JOB and not self._served(task.type):
-                    # Enqueued while a worker served its type, which is gone now: wait parked,
-                    # so that its queue timeout applies, instead of in a queue nobody reads.
-                    self._drop_job(task.task_id)
-                    registry.park(self._svc.redis, self._svc.config.names, task)
-                    repairs.parked += 1
-                elif job.get_status(refresh=False) is JobStatus.SCHEDULED:
-                    self._promote_if_overdue(task, job, stale, repairs)
+                with logs.traced(task.trace_id):
+                    self._repair_waiting(task, stale, repairs)
         silent_since = self._silent_since
         self._silent_since = {}
         for task in store.iter_by_status(Status.RUNNING):
@@ -154,11 +141,28 @@ class Sweeper:
             if time.monotonic() - since < self._svc.config.heartbeat_ttl_s:
                 self._silent_since[attempt] = since
                 continue
-            self._recover(task, repairs)
+            with logs.traced(task.trace_id):
+                self._recover(task, repairs)
         for name, count in repairs.items():
             if count:
                 REPAIRS.labels(name).inc(count)
         return repairs
+
+    def _repair_waiting(self, task: Task, stale: float, repairs: Repairs) -> None:
+        """Make sure a ``queued`` or ``retrying`` task has a job that a live worker will run."""
+        if registry.is_parked(self._svc.redis, self._svc.config.names, task.type, task.task_id):
+            return
+        job = self._job(task.task_id)
+        if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
+            self._requeue(task, repairs)
+        elif job.get_status(refresh=False) in WAITING_JOB and not self._served(task.type):
+            # Enqueued while a worker served its type, which is gone now: wait parked,
+            # so that its queue timeout applies, instead of in a queue nobody reads.
+            self._drop_job(task.task_id)
+            registry.park(self._svc.redis, self._svc.config.names, task)
+            repairs.parked += 1
+        elif job.get_status(refresh=False) is JobStatus.SCHEDULED:
+            self._promote_if_overdue(task, job, stale, repairs)
 
     def _sweep_parked(self, now: float, repairs: Repairs) -> None:
         redis, names = self._svc.redis, self._svc.config.names
@@ -169,22 +173,23 @@ class Sweeper:
             task = self._svc.store.get(task_id)
             if task is None or task.status not in (Status.QUEUED, Status.RETRYING):
                 registry.unpark(redis, names, task_type, task_id)  # cancelled meanwhile, say
-            elif served:
-                registry.unpark(redis, names, task_type, task_id)
-                job = self._job(task_id)
-                if job is not None and job.get_status(refresh=False) in ALIVE_JOB:
-                    continue  # the relay or a worker got to it meanwhile
-                self._drop_job(task_id)  # one that a worker without the type left behind
-                if dispatch(self._svc, task, self._served):
-                    repairs.unparked += 1
-                    log.warning(
-                        "task %s: a worker serves %s now; enqueued [trace %s]",
-                        task_id,
-                        task.type,
-                        task.trace_id,
-                    )
-            else:
-                self._expire_unserved(task, repairs)
+                continue
+            with logs.traced(task.trace_id):
+                if served:
+                    self._unpark(task, repairs)
+                else:
+                    self._expire_unserved(task, repairs)
+
+    def _unpark(self, task: Task, repairs: Repairs) -> None:
+        redis, names = self._svc.redis, self._svc.config.names
+        registry.unpark(redis, names, task.type, task.task_id)
+        job = self._job(task.task_id)
+        if job is not None and job.get_status(refresh=False) in ALIVE_JOB:
+            return  # the relay or a worker got to it meanwhile
+        self._drop_job(task.task_id)  # one that a worker without the type left behind
+        if dispatch(self._svc, task, self._served):
+            repairs.unparked += 1
+            log.warning("task %s: a worker serves %s now; enqueued", task.task_id, task.type)
 
     def _expire_unserved(self, task: Task, repairs: Repairs) -> None:
         reason = f"no_worker: no running worker served task type {task.type!r} in time"
@@ -202,29 +207,24 @@ class Sweeper:
         self._svc.events.append(Event.status_of(moved))
         if self._dead_letter is not None:
             try:
-                self._dead_letter(Submitted(task.task_id, task.type, task.trace_id), reason)
+                self._dead_letter(
+                    Submitted(task.task_id, task.type, task.trace_id, task.traceparent), reason
+                )
             except Exception:
                 log.warning("task %s: not dead-lettered", task.task_id, exc_info=True)
         registry.unpark(redis, names, task.type, task.task_id)
         repairs.unserved += 1
-        log.error(
-            "task %s: %s; failed and dead-lettered [trace %s]", task.task_id, reason, task.trace_id
-        )
+        log.error("task %s: %s; failed and dead-lettered", task.task_id, reason)
 
     def _republish(self, task: Task, repairs: Repairs) -> None:
         try:
-            self._publish(Submitted(task.task_id, task.type, task.trace_id))
+            self._publish(Submitted(task.task_id, task.type, task.trace_id, task.traceparent))
         except Exception:
             log.warning("task %s: still pending and not republished", task.task_id, exc_info=True)
             return
         self._published_at[task.task_id] = time.time()
         repairs.republished += 1
-        log.warning(
-            "task %s: pending since %s; published again [trace %s]",
-            task.task_id,
-            task.updated_at,
-            task.trace_id,
-        )
+        log.warning("task %s: pending since %s; published again", task.task_id, task.updated_at)
 
     def _job(self, task_id: str) -> Job | None:
         try:
@@ -244,10 +244,9 @@ class Sweeper:
             queue.enqueue_job(job)
             repairs.promoted += 1
             log.warning(
-                "task %s: its job was due at %s and no scheduler ran it; enqueued [trace %s]",
+                "task %s: its job was due at %s and no scheduler ran it; enqueued",
                 task.task_id,
                 iso(score),
-                task.trace_id,
             )
 
     def _drop_job(self, task_id: str) -> None:
@@ -260,10 +259,7 @@ class Sweeper:
         if dispatch(self._svc, task, self._served):
             repairs.requeued += 1
             log.warning(
-                "task %s: %s but its RQ job was gone; enqueued again [trace %s]",
-                task.task_id,
-                task.status,
-                task.trace_id,
+                "task %s: %s but its RQ job was gone; enqueued again", task.task_id, task.status
             )
 
     def _recover(self, task: Task, repairs: Repairs) -> None:
@@ -289,12 +285,11 @@ class Sweeper:
             dispatch(self._svc, moved, self._served)  # parked if its type lost its workers
             repairs.recovered += 1
             log.warning(
-                "task %s: worker of attempt %d gone; attempt %d in %d s [trace %s]",
+                "task %s: worker of attempt %d gone; attempt %d in %d s",
                 task.task_id,
                 task.attempt,
                 task.attempt + 1,
                 delay_s,
-                task.trace_id,
             )
         elif moved.status is Status.CANCELLED:
             repairs.recovered += 1
@@ -304,10 +299,7 @@ class Sweeper:
         else:
             repairs.lost += 1
             log.error(
-                "task %s: worker of its last attempt (%d) gone; failed [trace %s]",
-                task.task_id,
-                task.attempt,
-                task.trace_id,
+                "task %s: worker of its last attempt (%d) gone; failed", task.task_id, task.attempt
             )
 
 
@@ -329,26 +321,20 @@ class SweeperService:
             dead_exchange = await channel.get_exchange(names.dead_exchange, ensure=True)
             loop = asyncio.get_running_loop()
 
-            def send(to: aio_pika.abc.AbstractExchange, message: Submitted, **headers: str) -> None:
+            def send(to: aio_pika.abc.AbstractExchange, envelope: Envelope) -> None:
                 sent = to.publish(
-                    aio_pika.Message(
-                        message.encode(),
-                        message_id=message.task_id,
-                        content_type=CONTENT_TYPE,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        headers={"trace_id": message.trace_id, **headers},
-                    ),
-                    routing_key=Names.submitted_key(message.type),
+                    amqp.message(envelope),
+                    routing_key=envelope.routing_key,
                     mandatory=True,
                     timeout=10,
                 )
                 asyncio.run_coroutine_threadsafe(sent, loop).result(timeout=15)
 
             def publish(message: Submitted) -> None:
-                send(exchange, message)
+                send(exchange, message.envelope())
 
             def dead_letter(message: Submitted, reason: str) -> None:
-                send(dead_exchange, message, **{REASON_HEADER: reason})
+                send(dead_exchange, message.envelope().dead(reason))
 
             sweeper = Sweeper(self._svc, publish, dead_letter)
             reporter = Reporter(self._svc.redis, self._svc.overview, names)

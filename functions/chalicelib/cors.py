@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 ALLOWED_METHODS = "GET, POST, OPTIONS"
-ALLOWED_HEADERS = "Content-Type, X-Api-Key, Idempotency-Key"
-EXPOSED_HEADERS = "Location, Idempotent-Replayed, Retry-After"
+ALLOWED_HEADERS = "Content-Type, X-Api-Key, Idempotency-Key, traceparent"
+EXPOSED_HEADERS = "Location, Idempotent-Replayed, Retry-After, traceparent"
 PREFLIGHT_MAX_AGE_S = 600
 
 

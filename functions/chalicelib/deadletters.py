@@ -26,15 +26,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from taskcore.errors import ValidationError
-from taskcore.message import REASON_HEADER, Submitted
+from taskcore.message import PERSISTENT, REASON_HEADER, Submitted
 from taskcore.names import Names
+
+from . import amqp
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +160,8 @@ async def replay(
                 k: v for k, v in (message.headers or {}).items() if k not in _DROPPED_ON_REPLAY
             }
             await exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers=headers,
-                    message_id=message.message_id,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                amqp.message(
+                    replace(amqp.envelope_of(message), headers=headers, delivery_mode=PERSISTENT)
                 ),
                 routing_key=message.routing_key or "",
                 mandatory=True,

@@ -34,6 +34,7 @@ from taskcore.limits import (
 from taskcore.status import Status
 from taskcore.store import MAX_LIST_LIMIT
 from taskcore.tasktype import MAX_DELAY_S, Priority, TaskType
+from taskcore.trace import WRITTEN
 
 from .deadletters import MAX_LISTED
 from .errors import (
@@ -207,7 +208,7 @@ def _submit() -> Schema:
             "owner and body) answers with the earlier task and `Idempotent-Replayed: true`, "
             "creating nothing; the same key with another body is `422`."
         ),
-        "parameters": [_param_ref("IdempotencyKey")],
+        "parameters": [_param_ref("IdempotencyKey"), _param_ref("Traceparent")],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": _ref("Submission")}},
@@ -226,7 +227,7 @@ def _shortcut(task_type: TaskType, payload: str) -> Schema:
             "<body>}` would, the type's default options in force."
             + (f"\n\n{task_type.description}" if task_type.description else "")
         ),
-        "parameters": [_param_ref("IdempotencyKey")],
+        "parameters": [_param_ref("IdempotencyKey"), _param_ref("Traceparent")],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": _ref(payload)}},
@@ -500,6 +501,7 @@ def _accepted_response(description: str) -> Schema:
         "headers": {
             "Location": {"$ref": "#/components/headers/Location"},
             "Idempotent-Replayed": {"$ref": "#/components/headers/IdempotentReplayed"},
+            "traceparent": {"$ref": "#/components/headers/Traceparent"},
         },
         "content": {"application/json": {"schema": _ref("Accepted")}},
     }
@@ -610,8 +612,21 @@ def _schemas(types: list[TaskType]) -> dict[str, Schema]:
                     "type": "string",
                     "description": "Why a `queued` task is not running yet.",
                 },
+                "traceparent": {
+                    "type": "string",
+                    "pattern": WRITTEN.pattern,
+                    "description": "Its W3C trace context: the trace it continues, its own span.",
+                },
             },
-            optional=("result", "error", "retry_at", "run_at", "cancel_requested_at", "waiting"),
+            optional=(
+                "result",
+                "error",
+                "retry_at",
+                "run_at",
+                "cancel_requested_at",
+                "waiting",
+                "traceparent",
+            ),
         ),
         "TaskType": _object(
             {
@@ -666,6 +681,16 @@ def _parameters() -> dict[str, Schema]:
             "description": "Makes a retried submission create one task, however often it is sent.",
             "schema": {"type": "string", "pattern": KEY_PATTERN.pattern},
         },
+        "Traceparent": {
+            "name": "traceparent",
+            "in": "header",
+            "required": False,
+            "description": (
+                "A W3C trace context the task continues (with a span id of its own); "
+                "without one, or with an invalid one, the task starts a new trace."
+            ),
+            "schema": {"type": "string"},
+        },
     }
 
 
@@ -679,6 +704,10 @@ def _headers() -> dict[str, Schema]:
         "IdempotentReplayed": {
             "description": "Present when this answers an earlier identical request.",
             "schema": {"type": "string", "enum": ["true"]},
+        },
+        "Traceparent": {
+            "description": "The task's W3C trace context, as its record keeps it.",
+            "schema": {"type": "string", "pattern": WRITTEN.pattern},
         },
         "RetryAfter": {
             "description": "Seconds to wait before trying again.",

@@ -19,9 +19,12 @@ from typing import TypeVar
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
 
+from taskcore import trace
 from taskcore.errors import TaskcastError
-from taskcore.message import CONTENT_TYPE, CancelRequested, Submitted
+from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.names import Names
+
+from . import amqp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,12 +50,11 @@ class Publisher:
 
     def submitted(self, message: Submitted) -> None:
         """Publish an accepted task and wait for the broker's confirm."""
-        key = Names.submitted_key(message.type)
-        self._publish_confirmed(message.encode(), key, message.task_id, message.trace_id)
+        self._publish_confirmed(message.envelope())
 
     def cancel(self, message: CancelRequested) -> None:
         """Publish a cancel request and wait for the broker's confirm."""
-        self._publish_confirmed(message.encode(), Names.CANCEL_KEY, message.task_id, None)
+        self._publish_confirmed(message.envelope())
 
     def run(self, operation: Callable[[AbstractConnection], Awaitable[T]], timeout_s: float) -> T:
         """Run ``operation`` on the publisher's connection (the dead-letter routes use it).
@@ -74,10 +76,8 @@ class Publisher:
         except Exception as exc:
             raise PublishError(f"the broker operation failed: {exc!r}") from exc
 
-    def _publish_confirmed(
-        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
-    ) -> None:
-        publishing = self._publish(body, routing_key, task_id, trace_id)
+    def _publish_confirmed(self, envelope: Envelope) -> None:
+        publishing = self._publish(envelope)
         future = asyncio.run_coroutine_threadsafe(publishing, self._loop)
         try:
             future.result(timeout=2 * self._timeout_s + 1)  # room for one reconnect
@@ -89,18 +89,21 @@ class Publisher:
         except Exception as exc:
             raise PublishError(f"publishing failed: {exc!r}") from exc
 
-    async def _publish(
-        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
-    ) -> None:
+    async def _publish(self, envelope: Envelope) -> None:
         try:
-            await self._publish_once(body, routing_key, task_id, trace_id)
+            await self._publish_once(envelope)
         except Exception as exc:
             # A Lambda instance is frozen between invocations and its connection may have died
             # meanwhile (missed heartbeats): try once more on a fresh one. Publishing twice is
             # harmless, as the relay treats a task's messages idempotently.
-            log.warning("task %s: publish failed (%r); reconnecting once", task_id, exc)
+            log.warning(
+                "task %s: publish failed (%r); reconnecting once [trace %s]",
+                envelope.message_id,
+                exc,
+                trace.trace_id_of(envelope.headers.get(TRACEPARENT_HEADER)),
+            )
             await self._reset()
-            await self._publish_once(body, routing_key, task_id, trace_id)
+            await self._publish_once(envelope)
 
     async def _reset(self) -> None:
         async with self._lock:
@@ -109,19 +112,11 @@ class Publisher:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _publish_once(
-        self, body: bytes, routing_key: str, task_id: str, trace_id: str | None
-    ) -> None:
+    async def _publish_once(self, envelope: Envelope) -> None:
         exchange = await self._exchange_ready()
         await exchange.publish(
-            aio_pika.Message(
-                body,
-                message_id=task_id,
-                content_type=CONTENT_TYPE,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={} if trace_id is None else {"trace_id": trace_id},
-            ),
-            routing_key=routing_key,
+            amqp.message(envelope),
+            routing_key=envelope.routing_key,
             mandatory=True,
             timeout=self._timeout_s,
         )

@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 from taskcore import limits
+from taskcore import trace
 from taskcore.catalogue import Catalogue
 from taskcore.clock import iso
 from taskcore.errors import BadJSON
 from taskcore.errors import TooLarge as InputTooLarge
 from taskcore.status import Status
-from taskcore.task import Task, new_task_id, new_trace_id
+from taskcore.task import Task, new_task_id
 from taskcore.tasktype import OPTION_FIELDS
 
 from .errors import BadRequest, TooLarge, Unprocessable
@@ -37,13 +38,20 @@ def parse_body(raw: bytes | None) -> dict[str, Any]:
 
 
 def new_task(
-    body: dict[str, Any], owner: str, task_ttl_s: int, catalogue: Catalogue, payloads: Payloads
+    body: dict[str, Any],
+    owner: str,
+    task_ttl_s: int,
+    catalogue: Catalogue,
+    payloads: Payloads,
+    traceparent: str | None = None,
 ) -> Task:
     """A pending task for ``owner`` from a parsed body; 422 if the body does not fit its type.
 
     The options in force are the type's defaults, changed by the body's option fields within
-    the type's limits.
+    the type's limits. The task continues the trace of the request's ``traceparent`` header,
+    if it is a valid one, and starts a new trace otherwise (:func:`taskcore.trace.continued`).
     """
+    task_trace = trace.continued(traceparent)
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise Unprocessable(
@@ -67,7 +75,8 @@ def new_task(
         created_at=created,
         updated_at=created,
         expires_at=int(now) + task_ttl_s,
-        trace_id=new_trace_id(),
+        trace_id=task_trace.trace_id,
+        traceparent=task_trace.format(),
         run_at=iso(now + options.delay_s) if options.delay_s else None,
         queue=task_type.queue,
         retry_base_s=task_type.retry_base_s,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,47 @@ async def test_fifty_tasks_are_each_watched_gap_free_to_their_final_status(stack
     print(f"\nlost={lost} doubled={doubled} undelivered={undelivered} of {TASKS}")
     assert (lost, doubled, undelivered) == (0, 0, 0)
     assert any(r["status"] == "failed" for r in records.values())
+
+
+async def test_a_task_s_trace_reaches_its_answer_record_events_and_every_part_s_log_lines(
+    stack: Stack, tmp_path: Path
+) -> None:
+    trace_id = uuid.uuid4().hex
+    caller = f"00-{trace_id}-00f067aa0ba902b7-01"
+    async with httpx.AsyncClient(base_url=stack.edge_url, headers=ALICE, timeout=30) as http:
+        response = await http.post(
+            "/tasks",
+            json={"type": "demo.sleep", "payload": {"seconds": 0.2, "steps": 2, "fail_rate": 0}},
+            headers={"traceparent": caller},
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        task_id, traceparent = body["task"]["task_id"], body["task"]["traceparent"]
+        messages = await watch(body["watch"]["url"], task_id, body["watch"]["token"])
+        record = (await http.get(f"/tasks/{task_id}")).json()["task"]
+
+    assert traceparent.startswith(f"00-{trace_id}-")
+    assert response.headers["traceparent"] == record["traceparent"] == traceparent
+    events = [m["event"] for m in messages if m["op"] == "event"]
+    assert [e["status"] for e in events][-1] == "succeeded"
+    assert {e["trace"] for e in events} == {traceparent}
+    # The worker side's lines about the task, as its processes wrote them (RQ's own lines,
+    # outside the task's code, name the job but are not ours).
+    log = tmp_path / "stack.log"
+    for _ in range(50):  # the children's output reaches the file a little after the events
+        ours = [
+            line
+            for line in log.read_text().splitlines()
+            if task_id in line and " worker_container." in line
+        ]
+        if any("succeeded" in line for line in ours):
+            break
+        await asyncio.sleep(0.2)
+    parts = {line.split("|", 1)[0].strip().split("-")[0] for line in ours}
+    assert parts == {"relay", "worker"}, ours
+    assert all(line.endswith(f"[trace {trace_id}]") for line in ours), ours
+    accepted = [line for line in log.read_text().splitlines() if f"task {task_id} (" in line]
+    assert any(line.startswith("edge") and trace_id in line for line in accepted), accepted
 
 
 def test_the_stack_says_what_to_do_when_rabbitmq_is_unreachable(env: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 from rq import Queue
 
+from taskcore import eventlog
 from taskcore.clock import now_iso
 from taskcore.definition import catalogue
 from taskcore.event import Event
@@ -56,4 +57,6 @@ def default_queues(svc: Services) -> list[Queue]:
 
 def logged_events(client: redis.Redis, names: Names, task_id: str) -> list[Event]:
     """Every event in the task's stream, in order."""
-    return [Event.decode(fields[b"e"]) for _, fields in client.xrange(names.event_stream(task_id))]
+    return [
+        eventlog.decode_entry(fields) for _, fields in client.xrange(names.event_stream(task_id))
+    ]

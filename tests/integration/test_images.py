@@ -34,6 +34,7 @@ class Recorder:
         self.attempt = 1
         self.max_attempts = 3
         self.trace_id = "trace"
+        self.traceparent: str | None = None
         self.payload = payload
         self.progressed: list[tuple[float, str]] = []
         self.emitted: list[tuple[str, Any]] = []

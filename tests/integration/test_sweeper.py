@@ -16,10 +16,11 @@ from rq.job import Job, JobStatus
 
 from taskcore.clock import iso
 from taskcore.config import Config
-from taskcore.message import Submitted
+from taskcore.message import SUBMITTED_TYPE, Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from taskcore.task import Task
+from taskcore.trace import Trace
 from tests.conftest import drain
 from worker_container.job import run_task
 from worker_container.lease import Lease
@@ -230,7 +231,8 @@ def test_one_lease_holder_at_a_time_and_a_released_lease_is_free_at_once(
 async def test_the_service_publishes_a_stranded_task_to_the_broker(
     swept: Services, store: TaskStore, fast: Config, amqp: aio_pika.abc.AbstractChannel
 ) -> None:
-    task = stored(store)
+    traceparent = Trace.new().format()
+    task = stored(store, traceparent=traceparent)
     stop = asyncio.Event()
     service = asyncio.create_task(SweeperService(fast, swept).run(stop))
     try:
@@ -239,7 +241,9 @@ async def test_the_service_publishes_a_stranded_task_to_the_broker(
         stop.set()
         await asyncio.wait_for(service, 10)
 
-    assert [Submitted.decode(m.body) for m in messages] == [
-        Submitted(task.task_id, task.type, task.trace_id)
+    assert [Submitted.decode(m.body, m.headers) for m in messages] == [
+        Submitted(task.task_id, task.type, task.trace_id, traceparent)
     ]
     assert messages[0].message_id == task.task_id
+    assert messages[0].type == SUBMITTED_TYPE
+    assert messages[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT

@@ -49,13 +49,10 @@ def test_progress_event_has_progress_kind() -> None:
     assert event.progress == Progress(40.0, "step 2")
 
 
-def test_unstamped_form_has_no_seq_or_epoch_and_starts_an_object() -> None:
-    text = Event.status_of(_task()).encode_unstamped()
-    data = json.loads(text)
+def test_unstamped_form_has_no_seq_or_epoch() -> None:
+    data = json.loads(Event.status_of(_task()).encode_unstamped())
     assert "seq" not in data
     assert "epoch" not in data
-    # The event log splices seq and epoch in after the opening brace.
-    assert text.startswith('{"v":1,')
 
 
 @pytest.mark.parametrize("raw", ["not json", "[]", '{"v": 2}', '{"v": 1, "task_id": "x"}'])
@@ -75,3 +72,24 @@ def test_cursor_parses_and_refuses() -> None:
     ):
         with pytest.raises(EventDecodeError):
             Cursor.from_json(bad)
+
+
+def test_every_event_of_a_task_carries_its_traceparent_and_none_without_one() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    task = _task(traceparent=traceparent)
+
+    for event in (
+        Event.status_of(task),
+        Event.progress_of(task),
+        Event.custom_of(task, "thing", {"n": 1}),
+    ):
+        assert event.to_json()["trace"] == traceparent
+        assert Event.decode(event.encode()).trace == traceparent
+    assert "trace" not in Event.status_of(_task()).to_json()
+
+
+def test_an_event_whose_trace_is_not_a_string_is_refused() -> None:
+    data = Event.status_of(_task()).to_json()
+
+    with pytest.raises(EventDecodeError, match="trace"):
+        Event.from_json({**data, "trace": 42})

@@ -5,6 +5,7 @@ from taskcore.clock import iso
 from taskcore.status import Status
 from taskcore.task import Progress, Task, TaskError
 from taskcore.tasktype import Priority
+from taskcore.trace import Trace
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
@@ -24,6 +25,7 @@ json_values = st.recursive(
     result=json_values,
     error=st.none() | st.builds(TaskError, st.text(max_size=10), st.text(max_size=30)),
     started=st.none() | st.just("2026-11-23T10:00:01.000Z"),
+    traceparent=st.none() | st.builds(lambda: Trace.new().format()),
 )
 def test_task_survives_its_dynamodb_item_form(
     status: Status,
@@ -34,6 +36,7 @@ def test_task_survives_its_dynamodb_item_form(
     result: object,
     error: TaskError | None,
     started: str | None,
+    traceparent: str | None,
 ) -> None:
     task = Task(
         task_id="id",
@@ -53,6 +56,7 @@ def test_task_survives_its_dynamodb_item_form(
         result=result,
         error=error,
         started_at=started,
+        traceparent=traceparent,
     )
     assert Task.from_item(task.to_item()) == task
 
@@ -83,3 +87,39 @@ def test_timestamps_sort_in_time_order() -> None:
     stamps = [iso(t) for t in (1.0, 1.001, 9.5, 10.0, 100.25, 1_800_000_000.999)]
     assert stamps == sorted(stamps)
     assert iso(0.5) == "1970-01-01T00:00:00.500Z"
+
+
+def _pending(**changes: object) -> Task:
+    fields: dict[str, object] = dict(
+        task_id="id",
+        owner="alice",
+        type="demo.noop",
+        payload={},
+        status=Status.PENDING,
+        priority=Priority.NORMAL,
+        max_attempts=1,
+        timeout_s=30,
+        created_at="c",
+        updated_at="u",
+        expires_at=1,
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+    )
+    return Task(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_record_written_before_traceparent_was_kept_still_loads_without_one() -> None:
+    old = _pending().to_item()
+    assert "traceparent" not in old
+
+    task = Task.from_item(old)
+
+    assert task.traceparent is None
+    assert "traceparent" not in task.to_public()
+
+
+def test_the_traceparent_is_kept_and_shown_to_clients() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    task = _pending(traceparent=traceparent)
+
+    assert task.to_item()["traceparent"] == {"S": traceparent}
+    assert task.to_public()["traceparent"] == traceparent
