@@ -6,25 +6,21 @@ The format is :mod:`taskcore.eventlog`'s.
 from __future__ import annotations
 
 import logging
-import uuid
 
 from redis.asyncio import Redis
 
 from taskcore import eventlog
 from taskcore.errors import EventDecodeError
-from taskcore.event import Event
 from taskcore.names import Names
 
 from .watch import LogState
 
 log = logging.getLogger(__name__)
 
-STARTED_TTL_S = 7 * 86400
-"""How long a log started by a watcher waits for its first event: longer than any task queues."""
-
+# KEYS: the log's meta hash. ARGV: a new epoch, the TTL, the epoch's and the seq's field names.
 _START = """
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'seq', 0)
+if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[4], 0)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 """
@@ -45,7 +41,13 @@ class EventLogReader:
         taken for the start of whatever log exists by then.
         """
         await self._start(
-            keys=[self._names.event_meta(task_id)], args=[uuid.uuid4().hex[:16], STARTED_TTL_S]
+            keys=[self._names.event_meta(task_id)],
+            args=[
+                eventlog.new_epoch(),
+                eventlog.LIVE_TTL_S,
+                eventlog.EPOCH_FIELD,
+                eventlog.SEQ_FIELD,
+            ],
         )
 
     async def read(self, task_id: str, after: int = 0) -> LogState:

@@ -31,6 +31,9 @@ EPOCH_FIELD = "epoch"
 EVENT_FIELD = "e"
 SEPARATOR = ":"
 """Between the epoch, the seq and the event in a channel message."""
+LIVE_TTL_S = 7 * 86400
+"""How long the log of an unfinished task lives without a new event: longer than any task runs
+or waits in a queue. A log a watcher started before the first event lives as long."""
 
 
 def new_epoch() -> str:

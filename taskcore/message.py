@@ -3,9 +3,9 @@
 ``Submitted`` says "this task was accepted"; ``CancelRequested`` says "its owner wants it stopped".
 An :class:`Envelope` is a whole message as it goes on the wire: body, routing key and AMQP
 properties (message id, content type, type, persistence, headers). Everything about that format
-is here; aio-pika is not (this package is standard library only): each side's small ``amqp``
-module (``functions/chalicelib/amqp.py``, ``worker_container/amqp.py``) turns an envelope into
-an ``aio_pika.Message`` and an incoming message back into an envelope, and nothing more.
+is here; aio-pika is not (this package is standard library only): a publisher sends
+``aio_pika.Message(envelope.body, **envelope.properties)``, and :meth:`Envelope.received` reads
+any message that has AMQP's properties as attributes, as aio-pika's incoming messages do.
 
 The body carries only the task's id, type and trace id; the record in DynamoDB is the source of
 truth for everything else, so a message can never disagree with the record about the payload.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from . import trace
 from .errors import ValidationError
@@ -37,6 +37,25 @@ REASON_HEADER = "x-taskcast-reason"
 
 class MessageError(ValidationError):
     """A message is not one this version of taskcast wrote; the text says what is wrong."""
+
+
+class Received(Protocol):
+    """A message as a broker client hands it over (aio-pika's ``IncomingMessage`` is one)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def routing_key(self) -> str | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def delivery_mode(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,19 @@ class Envelope:
             "content_type": self.content_type,
             "delivery_mode": self.delivery_mode,
         }
+
+    @classmethod
+    def received(cls, message: Received) -> Envelope:
+        """A received message as taskcore describes it, properties and headers whole."""
+        return cls(
+            message.body,
+            message.routing_key or "",
+            message_id=message.message_id,
+            type=message.type,
+            headers=dict(message.headers or {}),
+            content_type=message.content_type,
+            delivery_mode=None if message.delivery_mode is None else int(message.delivery_mode),
+        )
 
     def dead(self, reason: str) -> Envelope:
         """This message as it goes to the dead-letter exchange: kept whole, with ``reason``.

@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 MAX_EVENTS = 1000
 """Events kept per task; an approximate cap (Redis trims whole nodes)."""
 
-LIVE_TTL_S = 7 * 86400
-"""How long the log of an unfinished task lives without a new event: longer than any task runs."""
-
 # KEYS: the log's meta hash, its stream. ARGV: a new epoch, the unstamped event, the stream's
 # cap, the channel, the TTL, '1' if the event ends the log, then the wire format's field names
 # (seq, epoch, event: the meta hash keeps the first two under the same names) and separator.
@@ -64,7 +61,7 @@ class EventLog:
         """Append ``event`` to its task's log and publish it; return it stamped, or ``None`` if
         the log has ended already."""
         ended = event.status.is_terminal and event.kind is EventKind.STATUS
-        ttl = self._ended_ttl_s if ended else LIVE_TTL_S
+        ttl = self._ended_ttl_s if ended else eventlog.LIVE_TTL_S
         task_id = event.task_id
         stamped = self._append(
             keys=[self._names.event_meta(task_id), self._names.event_stream(task_id)],

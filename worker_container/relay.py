@@ -29,11 +29,11 @@ from taskcore import logs, trace
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.event import Event
-from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Submitted
+from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
-from . import amqp, failpoint
+from . import failpoint
 from .canceller import Canceller
 from .job import dispatch
 from .registry import ServedTypes, waiting_reason
@@ -193,8 +193,10 @@ class RelayService:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         log.warning("message %s dead-lettered: %s", message.message_id, reason)
         assert self._dead is not None  # set before consuming starts
-        dead = amqp.envelope_of(message).dead(reason)
-        await self._dead.publish(amqp.message(dead), routing_key=dead.routing_key)
+        dead = Envelope.received(message).dead(reason)
+        await self._dead.publish(
+            aio_pika.Message(dead.body, **dead.properties), routing_key=dead.routing_key
+        )
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}

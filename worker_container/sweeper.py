@@ -48,7 +48,7 @@ from taskcore.message import Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task, TaskError
 
-from . import amqp, registry
+from . import registry
 from .job import dispatch
 from .lease import Lease
 from .registry import ServedTypes
@@ -323,7 +323,7 @@ class SweeperService:
 
             def send(to: aio_pika.abc.AbstractExchange, envelope: Envelope) -> None:
                 sent = to.publish(
-                    amqp.message(envelope),
+                    aio_pika.Message(envelope.body, **envelope.properties),
                     routing_key=envelope.routing_key,
                     mandatory=True,
                     timeout=10,

@@ -29,13 +29,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from taskcore.errors import ValidationError
-from taskcore.message import PERSISTENT, REASON_HEADER, Submitted
+from taskcore.message import PERSISTENT, REASON_HEADER, Envelope, Submitted
 from taskcore.names import Names
-
-from . import amqp
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +158,10 @@ async def replay(
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in _DROPPED_ON_REPLAY
             }
+            again = replace(Envelope.received(message), headers=headers, delivery_mode=PERSISTENT)
             await exchange.publish(
-                amqp.message(
-                    replace(amqp.envelope_of(message), headers=headers, delivery_mode=PERSISTENT)
-                ),
-                routing_key=message.routing_key or "",
+                aio_pika.Message(again.body, **again.properties),
+                routing_key=again.routing_key,
                 mandatory=True,
             )
             await message.ack()

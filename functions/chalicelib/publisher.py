@@ -24,8 +24,6 @@ from taskcore.errors import TaskcastError
 from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.names import Names
 
-from . import amqp
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -115,7 +113,7 @@ class Publisher:
     async def _publish_once(self, envelope: Envelope) -> None:
         exchange = await self._exchange_ready()
         await exchange.publish(
-            amqp.message(envelope),
+            aio_pika.Message(envelope.body, **envelope.properties),
             routing_key=envelope.routing_key,
             mandatory=True,
             timeout=self._timeout_s,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from taskcore import limits
-from taskcore import trace
+from taskcore import limits, trace
 from taskcore.catalogue import Catalogue
 from taskcore.clock import iso
 from taskcore.errors import BadJSON
