@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from taskcast.stack import Ports, Stack
+from taskcast.local.stack import Ports, Stack
 
 from . import baseline, pipeline
 from .fanout import run as fanout

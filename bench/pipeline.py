@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 from . import cpu
 from .baseline import Measured

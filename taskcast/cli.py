@@ -203,7 +203,7 @@ def _resubmit_failed_task(client: Client, task_id: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .stack import Ports, up
+    from .local.stack import Ports, up
 
     return up(
         os.environ,
@@ -215,8 +215,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo, run_image_demo
-    from .stack import Ports
+    from .local.demo import run_demo, run_image_demo
+    from .local.stack import Ports
 
     ports = Ports(args.edge_port, args.realtime_port, args.moto_port, args.console_port)
     if args.image:

@@ -22,7 +22,7 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from taskcast.stack import Ports, Stack
+from taskcast.local.stack import Ports, Stack
 from taskcore.names import Names
 from tests.conftest import RABBITMQ_URL, REDIS_SERVER, WATCH_SECRET
 

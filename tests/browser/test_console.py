@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from taskcast import Client
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 from .conftest import KEYS, OtherOrigin
 

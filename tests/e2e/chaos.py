@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from taskcast import Client, Submission, Update
-from taskcast.stack import Ports, Stack
+from taskcast.local.stack import Ports, Stack
 
 from .conftest import free_port
 

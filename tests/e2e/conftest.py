@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 import redis
 
-from taskcast.stack import Ports, Stack
+from taskcast.local.stack import Ports, Stack
 from tests.conftest import RABBITMQ_URL, REDIS_SERVER, WATCH_SECRET
 
 # Not the per-test database, which other tests flush while this stack is up.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskcast import Client, Update
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 from .test_cli import taskcast
 

@@ -25,7 +25,7 @@ import redis
 from rq import Worker
 
 from infra.broker import DELIVERY_LIMIT
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 from taskcore.message import Submitted
 from taskcore.names import Names
 from taskcore.tasktype import DEFAULT_QUEUE, Priority

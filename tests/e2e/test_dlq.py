@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from taskcast import Client
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 from taskcore.message import Submitted
 from taskcore.names import Names
 from taskcore.store import TaskStore

@@ -13,7 +13,7 @@ import pytest
 
 from taskcast import Client
 from taskcast.client import Watch
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 from .balancer import Balancer
 from .conftest import free_port

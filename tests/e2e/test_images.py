@@ -18,8 +18,8 @@ import redis
 from PIL import Image
 
 from taskcast import Client
-from taskcast.demo import run_image_demo
-from taskcast.stack import Ports, Stack
+from taskcast.local.demo import run_image_demo
+from taskcast.local.stack import Ports, Stack
 from taskcore.event import EventKind
 from tests.e2e.conftest import free_port
 from tests.images import Canary, Origin

@@ -41,7 +41,7 @@ from schemathesis.checks import (
 )
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 from taskcore.clock import now_iso
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from taskcast import Client
-from taskcast.stack import Stack
+from taskcast.local.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

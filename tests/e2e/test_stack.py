@@ -17,7 +17,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from taskcast.stack import Ports, Stack, StackError, check_reachable
+from taskcast.local.stack import Ports, Stack, StackError, check_reachable
 from taskcore.config import Config
 
 from .conftest import free_port

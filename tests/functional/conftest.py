@@ -21,7 +21,7 @@ import pytest
 from chalice.test import Client
 
 from infra import broker, dynamodb
-from taskcast.stack import FUNCTIONS_DIR
+from taskcast.local.stack import FUNCTIONS_DIR
 from taskcore.config import Config
 from tests.conftest import API_KEYS, RABBITMQ_URL, WATCH_SECRET
 
@@ -67,7 +67,7 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 def running_edge(
     demo_catalogue: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningEdge]:
-    """``python -m taskcast.edge_local ... local`` on a free port, with a moto server for DynamoDB
+    """``python -m taskcast.local.edge ... local`` on a free port, with a moto server for DynamoDB
     and the real RabbitMQ, in a namespace of its own; both processes stopped afterwards.
 
     Its output is in ``log``, for tests to check what it logged.
@@ -115,7 +115,7 @@ def running_edge(
                 [
                     sys.executable,
                     "-m",
-                    "taskcast.edge_local",
+                    "taskcast.local.edge",
                     "--project-dir",
                     str(FUNCTIONS_DIR),
                     "local",

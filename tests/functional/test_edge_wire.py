@@ -1,4 +1,4 @@
-"""The running local edge (``taskcast.edge_local``) over raw sockets, sent what no client library
+"""The running local edge (``taskcast.local.edge``) over raw sockets, sent what no client library
 would send: every answer is a whole HTTP response, ``2xx`` or ``4xx``, with a JSON body (the
 API's error shape for a ``4xx``), and the server goes on answering."""
 

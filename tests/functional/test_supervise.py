@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskcast.stack import NOT_RESTARTED, RESTART_MAX_S, Stack, StackError
+from taskcast.local.stack import NOT_RESTARTED, RESTART_MAX_S, Stack, StackError
 
 EXITS = [sys.executable, "-c", "import sys; sys.exit(3)"]
 LEAVES_A_CHILD = [

@@ -343,7 +343,11 @@ async def test_a_bad_token_is_refused_with_its_code(
     [
         ("not json", "invalid_json", 1007),
         ("[" * 2000 + "]" * 2000, "invalid_json", 1007),
-        ('{"op": "subscribe", "cursor": {"epoch": ' + "[" * 40 + "]" * 40 + "}}", "invalid_json", 1007),
+        (
+            '{"op": "subscribe", "cursor": {"epoch": ' + "[" * 40 + "]" * 40 + "}}",
+            "invalid_json",
+            1007,
+        ),
         (b'{"op": "unsubscribe"}', "unsupported_data", 1003),
         ('{"op": "dance"}', "bad_request", 1008),
         ("[1, 2]", "bad_request", 1008),

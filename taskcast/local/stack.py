@@ -14,6 +14,7 @@ dies while the stack starts stops it: that is a configuration to fix, not a cras
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import IO, TextIO
 from urllib.parse import urlsplit
@@ -38,7 +40,8 @@ from taskcore.config import Config, parse_modules
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+FUNCTIONS_DIR = Path(str(files("taskcast.local.edge_app")))
+"""The edge's Chalice project, where it is installed: package data, not a path into a checkout."""
 
 DEFAULTS = {
     "TASKCAST_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
@@ -146,6 +149,40 @@ def _wait_port(host: str, port: int, timeout_s: float) -> bool:
     return False
 
 
+PARTS_NEED = {
+    "the edge": ("chalice", "aio_pika", "jsonschema", "boto3"),
+    "the relay and workers": ("rq", "redis", "aio_pika", "prometheus_client"),
+    "the realtime service": ("redis", "websockets"),
+    "the AWS emulator": ("moto",),
+}
+"""What the parts ``taskcast up`` runs import: all of it comes with ``taskcast[local]``."""
+
+
+def check_installed(use_moto: bool = True) -> None:
+    """Fail with the install command if a part's libraries are missing (a client-only install)."""
+    missing = sorted(
+        {
+            module
+            for part, modules in PARTS_NEED.items()
+            if use_moto or part != "the AWS emulator"
+            for module in modules
+            if not _importable(module)
+        }
+    )
+    if missing:
+        raise StackError(
+            f"the local stack's parts are not installed (missing: {', '.join(missing)}).\n"
+            "  Install them with: pip install 'taskcast[local]'"
+        )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or one blocked in sys.modules
+        return False
+
+
 class Stack:
     def __init__(
         self,
@@ -160,6 +197,7 @@ class Stack:
         restart_stable_s: float = RESTART_STABLE_S,
     ) -> None:
         self.use_moto = not env.get("AWS_ENDPOINT_URL")
+        check_installed(self.use_moto)
         self.host = host
         self.ports = ports
         self.workers = workers
@@ -223,7 +261,7 @@ class Stack:
             [
                 python,
                 "-m",
-                "taskcast.edge_local",
+                "taskcast.local.edge",
                 "--project-dir",
                 str(FUNCTIONS_DIR),
                 "local",
@@ -236,7 +274,7 @@ class Stack:
                 "--no-autoreload",
             ],
         )
-        self._spawn("relay", [python, "-m", "worker_container"])
+        self._spawn("relay", [python, "-m", "worker_container.relay"])
         for n in range(1, self.workers + 1):
             queues = [] if self.queues is None else ["--queues", self.queues]
             self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker", *queues])

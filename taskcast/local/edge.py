@@ -1,4 +1,4 @@
-"""``python -m taskcast.edge_local ARGS``: ``chalice local ARGS``, fit for load and for any client.
+"""``python -m taskcast.local.edge ARGS``: ``chalice local ARGS``, fit for load and for any client.
 
 Two changes to the very same ``chalice local`` command:
 
@@ -32,7 +32,7 @@ from taskcore.errors import ValidationError
 if TYPE_CHECKING:
     from chalicelib.errors import HttpError
 
-log = logging.getLogger("taskcast.edge_local")
+log = logging.getLogger("taskcast.local.edge")
 
 BACKLOG = 1024
 READ_TIMEOUT_S = 30.0

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from .board import Board, summary
-from .client import Client
+from ..board import Board, summary
+from ..client import Client
 from .stack import Ports, Stack, StackError
 
 DEMO_TASKS = "taskcast_demo.tasks"
