@@ -17,7 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from taskcore import logs
-from taskcore.config import parse_url
+from taskcore.config import CONSOLE_PORT, LOCALHOST, parse_url
 from taskcore.errors import ConfigError
 
 from . import STATIC_DIR
@@ -60,8 +60,8 @@ def serve(host: str, port: int, api_url: str) -> ThreadingHTTPServer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve taskcast's console")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default=LOCALHOST)
+    parser.add_argument("--port", type=int, default=CONSOLE_PORT)
     parser.add_argument("--api", required=True, help="the edge's URL, e.g. http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     logs.setup()

@@ -14,7 +14,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from taskcore import logs, protocol
-from taskcore.config import Config
+from taskcore.config import LOCALHOST, REALTIME_PORT, Config
 from taskcore.store import TaskStore
 
 from .eventlog import EventLogReader
@@ -99,8 +99,8 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="taskcast's websocket fan-out service")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--host", default=LOCALHOST)
+    parser.add_argument("--port", type=int, default=REALTIME_PORT)
     args = parser.parse_args()
     logs.setup()
     asyncio.run(_main(args.host, args.port))

@@ -14,6 +14,15 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from taskcore.config import (
+    CONSOLE_PORT,
+    EDGE_PORT,
+    EMULATOR_PORT,
+    LOCAL_API_KEY,
+    LOCALHOST,
+    REALTIME_PORT,
+)
+
 from .board import Board, summary
 from .client import (
     Client,
@@ -237,17 +246,27 @@ def _api_url(value: str) -> str:
     return value
 
 
+def _port_options(command: argparse.ArgumentParser) -> None:
+    """Where the local stack's parts listen (``up``, ``demo``)."""
+    command.add_argument("--edge-port", type=int, default=EDGE_PORT)
+    command.add_argument("--realtime-port", type=int, default=REALTIME_PORT)
+    command.add_argument("--moto-port", type=int, default=EMULATOR_PORT)
+    command.add_argument(
+        "--console-port", type=int, default=CONSOLE_PORT, help="where the web console is"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskcast", description=__doc__)
     parser.add_argument(
         "--url",
         type=_api_url,
-        default=os.environ.get("TASKCAST_URL", "http://127.0.0.1:8000"),
+        default=os.environ.get("TASKCAST_URL", f"http://{LOCALHOST}:{EDGE_PORT}"),
         help="API base URL (TASKCAST_URL)",
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("TASKCAST_API_KEY", "dev-key"),
+        default=os.environ.get("TASKCAST_API_KEY", LOCAL_API_KEY),
         help="API key (TASKCAST_API_KEY)",
     )
     parser.add_argument(
@@ -261,11 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--edge-port", type=int, default=8000)
-    up.add_argument("--realtime-port", type=int, default=8765)
-    up.add_argument("--moto-port", type=int, default=5000)
-    up.add_argument("--console-port", type=int, default=8080, help="where the web console is")
+    up.add_argument("--host", default=LOCALHOST)
+    _port_options(up)
     up.add_argument("--workers", type=int, default=2)
     up.add_argument(
         "--tasks",
@@ -351,10 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     # No choices here: the task's payload schema is the one list of filters, and the API's 422
     # names them.
     demo.add_argument("--filter", default="sepia", help="the filter of --image (default sepia)")
-    demo.add_argument("--edge-port", type=int, default=8000)
-    demo.add_argument("--realtime-port", type=int, default=8765)
-    demo.add_argument("--moto-port", type=int, default=5000)
-    demo.add_argument("--console-port", type=int, default=8080, help="where the web console is")
+    _port_options(demo)
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -24,6 +24,16 @@ Need = Literal["rabbitmq", "redis", "watch_secret", "api_keys"]
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MIN_SECRET_BYTES = 16
+
+# Where each part listens by default, on one machine: the one place these numbers are written.
+LOCALHOST = "127.0.0.1"
+EDGE_PORT = 8000
+REALTIME_PORT = 8765
+EMULATOR_PORT = 5000
+"""The embedded AWS emulator (moto's server) that ``taskcast up`` starts."""
+CONSOLE_PORT = 8080
+LOCAL_API_KEY = "dev-key"
+"""The API key of the local stack's one user, ``dev`` (``taskcast up``), and the CLI's default."""
 _T = TypeVar("_T")
 
 
@@ -37,8 +47,11 @@ class Config:
     watch_secret: bytes | None = None
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """Owner by SHA-256 of the API key, so the keys themselves are never held in memory twice."""
-    realtime_url: str = "ws://127.0.0.1:8765"
-    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
+    realtime_url: str = f"ws://{LOCALHOST}:{REALTIME_PORT}"
+    allowed_origins: tuple[str, ...] = (
+        f"http://{LOCALHOST}:{EDGE_PORT}",
+        f"http://localhost:{EDGE_PORT}",
+    )
     """Origins whose pages may call the API (CORS) and open websockets; ``taskcast up`` adds its
     console's. Clients that send no Origin (CLI, SDK) always may."""
     operators: frozenset[str] = frozenset()
@@ -103,7 +116,7 @@ class Config:
             value = env.get(name, "").strip()
             return value or None
 
-        namespace = get("TASKCAST_NAMESPACE") or "taskcast"
+        namespace = get("TASKCAST_NAMESPACE") or cls.namespace
         if not _NAMESPACE.match(namespace):
             raise ConfigError(
                 "TASKCAST_NAMESPACE",
@@ -124,30 +137,36 @@ class Config:
             )
         config = cls(
             namespace=namespace,
-            region=get("AWS_REGION") or get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=get("AWS_REGION") or get("AWS_DEFAULT_REGION") or cls.region,
             aws_endpoint_url=endpoint,
             rabbitmq_url=rabbitmq,
             redis_url=redis,
             watch_secret=None if secret is None else secret.encode(),
             api_keys=_api_keys(get("TASKCAST_API_KEYS")),
-            realtime_url=realtime or "ws://127.0.0.1:8765",
+            realtime_url=realtime or cls.realtime_url,
             allowed_origins=_origins(get("TASKCAST_ALLOWED_ORIGINS")) or cls.allowed_origins,
             operators=_operators(get("TASKCAST_OPERATORS")),
             watch_token_ttl_s=_seconds(
-                get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", 3600
+                get("TASKCAST_WATCH_TOKEN_TTL"), "TASKCAST_WATCH_TOKEN_TTL", cls.watch_token_ttl_s
             ),
-            task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", 30 * 86400),
+            task_ttl_s=_seconds(get("TASKCAST_TASK_TTL"), "TASKCAST_TASK_TTL", cls.task_ttl_s),
             idempotency_ttl_s=_seconds(
-                get("TASKCAST_IDEMPOTENCY_TTL"), "TASKCAST_IDEMPOTENCY_TTL", 86400
+                get("TASKCAST_IDEMPOTENCY_TTL"), "TASKCAST_IDEMPOTENCY_TTL", cls.idempotency_ttl_s
             ),
-            cancel_grace_s=_seconds(get("TASKCAST_CANCEL_GRACE"), "TASKCAST_CANCEL_GRACE", 10),
-            heartbeat_ttl_s=_seconds(get("TASKCAST_HEARTBEAT_TTL"), "TASKCAST_HEARTBEAT_TTL", 30),
+            cancel_grace_s=_seconds(
+                get("TASKCAST_CANCEL_GRACE"), "TASKCAST_CANCEL_GRACE", cls.cancel_grace_s
+            ),
+            heartbeat_ttl_s=_seconds(
+                get("TASKCAST_HEARTBEAT_TTL"), "TASKCAST_HEARTBEAT_TTL", cls.heartbeat_ttl_s
+            ),
             sweep_interval_s=_seconds(
-                get("TASKCAST_SWEEP_INTERVAL"), "TASKCAST_SWEEP_INTERVAL", 15
+                get("TASKCAST_SWEEP_INTERVAL"), "TASKCAST_SWEEP_INTERVAL", cls.sweep_interval_s
             ),
-            stale_after_s=_seconds(get("TASKCAST_SWEEP_AFTER"), "TASKCAST_SWEEP_AFTER", 60),
+            stale_after_s=_seconds(
+                get("TASKCAST_SWEEP_AFTER"), "TASKCAST_SWEEP_AFTER", cls.stale_after_s
+            ),
             event_log_ttl_s=_seconds(
-                get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", 86400
+                get("TASKCAST_EVENT_LOG_TTL"), "TASKCAST_EVENT_LOG_TTL", cls.event_log_ttl_s
             ),
             task_modules=parse_modules(get("TASKCAST_TASKS")),
             catalogue_path=get("TASKCAST_CATALOGUE"),
@@ -191,7 +210,7 @@ def parse_url(value: str | None, variable: str, schemes: set[str]) -> str | None
 def _seconds(value: str | None, variable: str, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or int(value) <= 0:
+    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise ConfigError(variable, f"{value!r} must be a positive whole number of seconds")
     return int(value)
 

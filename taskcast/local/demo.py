@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from taskcore.config import CONSOLE_PORT
+
 from ..board import Board, summary
 from ..client import Client
 from .stack import Ports, Stack, StackError
@@ -31,7 +33,7 @@ DEMO_TASKS = "taskcast_demo.tasks"
 """The demo's task module, loaded like any user's (``TASKCAST_TASKS``)."""
 IMAGE_TASKS = "taskcast_images.tasks"
 STATE_DIR = Path(".taskcast")
-DEFAULT_PORTS = Ports(console=8080)
+DEFAULT_PORTS = Ports(console=CONSOLE_PORT)
 
 
 def demo_payloads(count: int, rng: random.Random) -> list[dict[str, float | int]]:

@@ -36,7 +36,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from taskcore.catalogue import Catalogue
-from taskcore.config import Config, parse_modules
+from taskcore.config import (
+    EDGE_PORT,
+    EMULATOR_PORT,
+    LOCAL_API_KEY,
+    LOCALHOST,
+    REALTIME_PORT,
+    Config,
+    parse_modules,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ FUNCTIONS_DIR = Path(str(files("taskcast.local.edge_app")))
 DEFAULTS = {
     "TASKCAST_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
     "TASKCAST_REDIS_URL": "redis://127.0.0.1:6379/0",
-    "TASKCAST_API_KEYS": "dev-key=dev",
+    "TASKCAST_API_KEYS": f"{LOCAL_API_KEY}=dev",
     # The local key may operate: the console's operations tab and `taskcast dlq`.
     "TASKCAST_OPERATORS": "dev",
     # moto and LocalStack accept any credentials; boto3 insists on having some.
@@ -70,9 +78,9 @@ class StackError(Exception):
 
 @dataclass(frozen=True)
 class Ports:
-    edge: int = 8000
-    realtime: int = 8765
-    moto: int = 5000
+    edge: int = EDGE_PORT
+    realtime: int = REALTIME_PORT
+    moto: int = EMULATOR_PORT
     console: int | None = None
     """The console's port; ``None`` serves no console."""
 
@@ -188,7 +196,7 @@ class Stack:
         self,
         env: Mapping[str, str],
         *,
-        host: str = "127.0.0.1",
+        host: str = LOCALHOST,
         ports: Ports = Ports(),
         workers: int = 2,
         tasks: str | None = None,
