@@ -191,6 +191,18 @@ def _importable(module: str) -> bool:
         return False
 
 
+def entry(target: str, *args: str) -> list[str]:
+    """The command of a part that runs ``module:function``, as its entry point (``taskcast-relay``
+    and the like) does, with this interpreter.
+
+    Not ``python -m module``: that runs the module's file as ``__main__``, a second copy beside
+    the imported one, with its loggers named ``__main__``.
+    """
+    module, function = target.split(":")
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    return [sys.executable, "-c", code, *args]
+
+
 class Stack:
     def __init__(
         self,
@@ -282,11 +294,11 @@ class Stack:
                 "--no-autoreload",
             ],
         )
-        self._spawn("relay", [python, "-m", "worker_container.relay"])
+        self._spawn("relay", entry("worker_container.relay:main"))
         for n in range(1, self.workers + 1):
             queues = [] if self.queues is None else ["--queues", self.queues]
-            self._spawn(f"worker-{n}", [python, "-m", "worker_container.worker", *queues])
-        self._spawn("sweeper", [python, "-m", "worker_container.sweeper"])
+            self._spawn(f"worker-{n}", entry("worker_container.worker:main", *queues))
+        self._spawn("sweeper", entry("worker_container.sweeper:main"))
         self._spawn(
             "realtime",
             [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],

@@ -18,12 +18,13 @@ import pytest
 import redis
 
 from taskcast import Client
+from taskcast.local import stack
 
 from .conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
-PARTS = {"relay": ["-m", "worker_container"], "realtime": ["-m", "realtime"]}
+PARTS = {"relay": stack.entry("worker_container.relay:main")[1:], "realtime": ["-m", "realtime"]}
 """How to tell the parts this test kills among ``taskcast up``'s children: how their arguments
 start (``worker_container.worker`` is a worker, not the relay)."""
 
