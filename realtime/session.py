@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from taskcore import protocol, token
+from taskcore import logs, protocol, token
 from taskcore.errors import TokenError
 from taskcore.event import Cursor
 from taskcore.protocol import TOO_SLOW, ErrorCode, ProtocolError, Subscribe, Unsubscribe
@@ -166,24 +166,25 @@ class Session:
             await self._ws.close(exc.close_code, exc.code)
 
     async def _watch(self, request: Subscribe, owner: str) -> None:
+        watch = _TaskWatch(
+            request.task_id,
+            owner,
+            self._hub,
+            self._reader,
+            self._store,
+            self._ws.send,
+            self._limits,
+            self._too_slow,
+        )
         try:
-            watch = _TaskWatch(
-                request.task_id,
-                owner,
-                self._hub,
-                self._reader,
-                self._store,
-                self._ws.send,
-                self._limits,
-                self._too_slow,
-            )
             await watch.run(request.cursor)
         except ProtocolError as exc:
             await self._refuse(exc)
         except (ConnectionClosed, asyncio.CancelledError):
             pass
         except Exception:
-            log.exception("task %s: watch failed", request.task_id)
+            with logs.traced(watch.trace_id):
+                log.exception("task %s: watch failed", request.task_id)
             await self._refuse(
                 ProtocolError(
                     ErrorCode.UNAVAILABLE,
@@ -216,6 +217,8 @@ class _TaskWatch:
         self._limits = limits
         self._on_overflow = on_overflow
         self._next_record_check = 0.0
+        self.trace_id: str | None = None
+        """The task's trace, once its record has been read: for the watch's log lines."""
 
     async def run(self, cursor: Cursor | None) -> None:
         machine = Watch(self._task_id, self._owner, cursor)
@@ -227,6 +230,8 @@ class _TaskWatch:
                     state = await self._read_started()
                     record = await asyncio.to_thread(self._store.get, self._task_id)
                     self._schedule_record_check()  # the snapshot has just read it
+                    if record is not None and record.owner == self._owner:
+                        self.trace_id = record.trace_id
                     machine.receive_snapshot(state, record)
                 elif machine.need is Need.LOG:
                     machine.receive_log(await self._reader.read(self._task_id, machine.sent))
