@@ -50,23 +50,9 @@ __all__ = [
     "task",
 ]
 
-_CLIENT = frozenset(
-    {
-        "ApiError",
-        "Client",
-        "ClientError",
-        "ConnectError",
-        "Page",
-        "ProtocolError",
-        "RequestTimeout",
-        "ServerError",
-        "Submission",
-        "TaskcastError",
-        "TransportError",
-        "Update",
-        "WatchError",
-    }
-)
+_TASK_CODE = frozenset({"TaskContext", "TaskDefinition", "TaskFailed", "task"})
+_CLIENT = frozenset(__all__) - _TASK_CODE
+"""The names imported from :mod:`taskcast.client` on first use."""
 
 
 def __getattr__(name: str) -> Any:

@@ -103,101 +103,93 @@ async def declare_legacy_dead_queue(channel: AbstractChannel, names: Names) -> N
     await old.bind(dead_exchange, routing_key="#")
 
 
-async def test_the_old_dead_queue_is_migrated_without_losing_or_reordering_a_message(
-    config: Config, connection: AbstractConnection
-) -> None:
+@pytest.fixture
+async def legacy(config: Config, connection: AbstractConnection) -> AsyncIterator[AbstractChannel]:
+    """A channel on which ``<ns>.dead`` exists as before; all of it, old and new, deleted after."""
     names = config.names
     channel = await connection.channel()
     await declare_legacy_dead_queue(channel, names)
-    try:
-        ids = await bury(channel, names, 12)
+    yield channel
+    channel = await connection.channel()  # the test may have closed the first
+    await channel.queue_delete(names.legacy_dead_queue)
+    await channel.exchange_delete(f"{names.dead_queue}.migration")
+    await broker.delete_topology(channel, names)
 
-        # Redeclaring the old name with the new arguments is what fails; the new name does not.
-        await broker.declare_topology(channel, names)
-        assert await broker.migrate_dead_queue(connection, names) == len(ids)
 
-        listed = await deadletters.list_dead(connection, names)
-        assert [m.message_id for m in listed] == ids
-        assert [m.routing_key for m in listed] == [f"task.submitted.demo.{i}" for i in ids]
-        assert [m.reason for m in listed] == [f"reason of {i}" for i in ids]
+async def test_the_old_dead_queue_is_migrated_without_losing_or_reordering_a_message(
+    config: Config, connection: AbstractConnection, legacy: AbstractChannel
+) -> None:
+    names = config.names
+    channel = legacy
+    ids = await bury(channel, names, 12)
 
-        # The old queue is unbound: what is dead-lettered now lands in the new queue only.
-        [late] = await bury(channel, names, 1)
-        assert [m.message_id for m in await deadletters.list_dead(connection, names)] == [
-            *ids,
-            late,
-        ]
-        old = await channel.declare_queue(names.legacy_dead_queue, passive=True)
-        assert old.declaration_result.message_count == 0  # kept, empty, for one more run
+    # Redeclaring the old name with the new arguments is what fails; the new name does not.
+    await broker.declare_topology(channel, names)
+    assert await broker.migrate_dead_queue(connection, names) == len(ids)
 
-        assert await broker.migrate_dead_queue(connection, names) == 0  # and now deleted
-        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
-            await (await connection.channel()).declare_queue(names.legacy_dead_queue, passive=True)
-        assert await broker.migrate_dead_queue(connection, names) == 0  # nothing left to do
+    listed = await deadletters.list_dead(connection, names)
+    assert [m.message_id for m in listed] == ids
+    assert [m.routing_key for m in listed] == [f"task.submitted.demo.{i}" for i in ids]
+    assert [m.reason for m in listed] == [f"reason of {i}" for i in ids]
 
-        # The migrated messages are whole: a replay republishes them as they were.
-        tasks = await channel.get_queue(names.tasks_queue)
-        await tasks.purge()
-        done = await deadletters.replay(connection, names, None, lambda _: None)
-        assert done.replayed == [*ids, late]
-        republished = await drain(tasks)
-        assert [m.message_id for m in republished] == [*ids, late]
-        assert [m.routing_key for m in republished] == [
-            f"task.submitted.demo.{i}" for i in [*ids, late]
-        ]
-    finally:
-        channel = await connection.channel()
-        await channel.queue_delete(names.legacy_dead_queue)
-        await channel.exchange_delete(f"{names.dead_queue}.migration")
-        await broker.delete_topology(channel, names)
+    # The old queue is unbound: what is dead-lettered now lands in the new queue only.
+    [late] = await bury(channel, names, 1)
+    assert [m.message_id for m in await deadletters.list_dead(connection, names)] == [
+        *ids,
+        late,
+    ]
+    old = await channel.declare_queue(names.legacy_dead_queue, passive=True)
+    assert old.declaration_result.message_count == 0  # kept, empty, for one more run
+
+    assert await broker.migrate_dead_queue(connection, names) == 0  # and now deleted
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await (await connection.channel()).declare_queue(names.legacy_dead_queue, passive=True)
+    assert await broker.migrate_dead_queue(connection, names) == 0  # nothing left to do
+
+    # The migrated messages are whole: a replay republishes them as they were.
+    tasks = await channel.get_queue(names.tasks_queue)
+    await tasks.purge()
+    done = await deadletters.replay(connection, names, None, lambda _: None)
+    assert done.replayed == [*ids, late]
+    republished = await drain(tasks)
+    assert [m.message_id for m in republished] == [*ids, late]
+    assert [m.routing_key for m in republished] == [
+        f"task.submitted.demo.{i}" for i in [*ids, late]
+    ]
 
 
 async def test_dead_letters_held_by_an_old_listing_are_moved_by_the_next_provisioning(
-    config: Config, connection: AbstractConnection
+    config: Config, connection: AbstractConnection, legacy: AbstractChannel
 ) -> None:
     names = config.names
-    channel = await connection.channel()
-    await declare_legacy_dead_queue(channel, names)
-    try:
-        ids = await bury(channel, names, 3)
-        await broker.declare_topology(channel, names)
-        # An edge of the previous version is listing the old queue as the migration runs.
-        lister = await connection.channel()
-        old = await lister.get_queue(names.legacy_dead_queue)
-        held = await old.get(no_ack=False)
-        assert await broker.migrate_dead_queue(connection, names) == len(ids) - 1
-        await held.nack(requeue=True)
-        await ready(channel, names.legacy_dead_queue, 1)  # back, before the next provisioning
+    channel = legacy
+    ids = await bury(channel, names, 3)
+    await broker.declare_topology(channel, names)
+    # An edge of the previous version is listing the old queue as the migration runs.
+    lister = await connection.channel()
+    old = await lister.get_queue(names.legacy_dead_queue)
+    held = await old.get(no_ack=False)
+    assert await broker.migrate_dead_queue(connection, names) == len(ids) - 1
+    await held.nack(requeue=True)
+    await ready(channel, names.legacy_dead_queue, 1)  # back, before the next provisioning
 
-        assert await broker.migrate_dead_queue(connection, names) == 1
-        assert await broker.migrate_dead_queue(connection, names) == 0
-        listed = [m.message_id for m in await deadletters.list_dead(connection, names)]
-        assert sorted(listed) == ids
-    finally:
-        channel = await connection.channel()
-        await channel.queue_delete(names.legacy_dead_queue)
-        await channel.exchange_delete(f"{names.dead_queue}.migration")
-        await broker.delete_topology(channel, names)
+    assert await broker.migrate_dead_queue(connection, names) == 1
+    assert await broker.migrate_dead_queue(connection, names) == 0
+    listed = [m.message_id for m in await deadletters.list_dead(connection, names)]
+    assert sorted(listed) == ids
 
 
 async def test_provisioning_migrates_the_old_dead_queue(
-    config: Config, connection: AbstractConnection
+    config: Config, connection: AbstractConnection, legacy: AbstractChannel
 ) -> None:
     names = config.names
-    channel = await connection.channel()
-    await declare_legacy_dead_queue(channel, names)
-    try:
-        ids = await bury(channel, names, 3)
+    channel = legacy
+    ids = await bury(channel, names, 3)
 
-        await provision_broker(config)  # what `python -m infra` and `taskcast up` run
-        await provision_broker(config)
+    await provision_broker(config)  # what `python -m infra` and `taskcast up` run
+    await provision_broker(config)
 
-        listed = await deadletters.list_dead(connection, names)
-        assert [m.message_id for m in listed] == ids
-        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
-            await (await connection.channel()).declare_queue(names.legacy_dead_queue, passive=True)
-    finally:
-        channel = await connection.channel()
-        await channel.queue_delete(names.legacy_dead_queue)
-        await channel.exchange_delete(f"{names.dead_queue}.migration")
-        await broker.delete_topology(channel, names)
+    listed = await deadletters.list_dead(connection, names)
+    assert [m.message_id for m in listed] == ids
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await (await connection.channel()).declare_queue(names.legacy_dead_queue, passive=True)
