@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -141,3 +143,28 @@ def test_each_part_has_an_entry_point_named_for_what_it_runs(wheel: zipfile.ZipF
         "taskcast-console": "console.__main__:main",
     }.items():
         assert f"{script} = {target}" in text
+
+
+@pytest.mark.parametrize(
+    "dockerfile", sorted(ROOT.glob("*/Dockerfile")), ids=lambda path: path.parent.name
+)
+def test_an_image_that_installs_taskcast_copies_every_listed_package(dockerfile: Path) -> None:
+    """pyproject.toml lists its packages, and setuptools fails on one that is not there: an
+    image must install from the whole build context, not from a few folders of it."""
+    stages = dockerfile.read_text().split("\nFROM ")
+    for stage in stages:
+        if re.search(r"pip install '/src\[", stage):
+            assert "COPY . /src" in stage, f"{dockerfile}: installs from a partial copy"
+        assert not re.search(r"pip install '\.\[", stage), (
+            f"{dockerfile}: installs from the working directory, which holds only what was copied"
+        )
+
+
+@pytest.mark.parametrize(
+    "dockerfile", sorted(ROOT.glob("*/Dockerfile")), ids=lambda path: path.parent.name
+)
+def test_an_image_runs_an_entry_point_that_exists(dockerfile: Path) -> None:
+    cmd = re.search(r'^CMD \["([^"]+)"', dockerfile.read_text(), re.M)
+    assert cmd is not None
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert cmd[1] in {*scripts, "python"}
