@@ -148,3 +148,12 @@ def test_digits_other_than_ascii_are_refused(digit: str) -> None:
     assert int(digit) in range(10)  # what int() would have taken
     with pytest.raises(ValidationError):
         limits.whole_number(digit, "limit", 0, 9)
+
+
+@pytest.mark.timeout(
+    20
+)  # a guard against a scan gone quadratic again (it took 105 s), not a benchmark
+def test_an_unterminated_string_of_escapes_is_refused_after_one_scan() -> None:
+    body = '"' + '\\"' * (limits.MAX_BODY_BYTES // 2 - 1)
+    with pytest.raises(BadJSON):
+        limits.loads(body, what="the body")
