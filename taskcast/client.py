@@ -25,12 +25,14 @@ from typing import Any
 
 import httpx
 import websockets
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake
 
 from taskcore import protocol
 from taskcore.event import Cursor
 
 log = logging.getLogger(__name__)
+
+TOKEN_EXPIRED_CLOSE = protocol.CLOSE_CODES[protocol.ErrorCode.TOKEN_EXPIRED]
 
 
 class TaskcastError(Exception):
@@ -377,6 +379,7 @@ class Client:
             watch = await asyncio.to_thread(self.watch_token, task_id)
         cursor: Cursor | None = None
         failures = 0
+        expired = False
         while True:
             try:
                 async with websockets.connect(watch.url, open_timeout=10) as ws:
@@ -386,6 +389,7 @@ class Client:
                         if message.op == "error":
                             code = str(message.data["code"])
                             if code in protocol.RESUMABLE_ERRORS:
+                                expired = code == protocol.ErrorCode.TOKEN_EXPIRED
                                 log.info("watch of %s: %s; resuming", task_id, code)
                                 break
                             raise WatchError(code, str(message.data["message"]))
@@ -401,12 +405,20 @@ class Client:
                     raise WatchError(
                         exc.rcvd.reason or "refused", f"closed with {exc.rcvd.code}"
                     ) from None
+                expired = exc.rcvd is not None and exc.rcvd.code == TOKEN_EXPIRED_CLOSE
                 log.info("watch of %s dropped (%s); resuming", task_id, exc)
-            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError) as exc:
+            # A handshake that failed (InvalidStatus, or a connection dropped mid-handshake by
+            # a restarting server: InvalidMessage) is retried like a refused connection.
+            except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError) as exc:
                 log.info("watch of %s failed to connect (%s); retrying", task_id, exc)
-            if watch.expires_at - 30 < time.time():
-                watch = await asyncio.to_thread(self.watch_token, task_id)
             failures += 1
             await asyncio.sleep(
                 min(max_backoff_s, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
             )
+            # Refreshed when the server said so, whatever this machine's clock says.
+            if expired or watch.expires_at - 30 < time.time():
+                try:
+                    watch = await asyncio.to_thread(self.watch_token, task_id)
+                    expired = False
+                except (ServerError, TransportError) as exc:
+                    log.info("watch of %s: no fresh token yet (%s); retrying", task_id, exc)
