@@ -44,7 +44,7 @@ class EventLogReader:
             keys=[self._names.event_meta(task_id)],
             args=[
                 eventlog.new_epoch(),
-                eventlog.LIVE_TTL_S,
+                eventlog.STARTED_TTL_S,
                 eventlog.EPOCH_FIELD,
                 eventlog.SEQ_FIELD,
             ],

@@ -227,6 +227,7 @@ class _TaskWatch:
         async with self._hub.listen(self._task_id, self._on_overflow) as live:
             while not machine.ended:
                 if machine.need is Need.SNAPSHOT:
+                    grace_ends = None  # a reset starts over: a new end gets a grace of its own
                     state = await self._read_started()
                     record = await asyncio.to_thread(self._store.get, self._task_id)
                     self._schedule_record_check()  # the snapshot has just read it

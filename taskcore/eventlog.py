@@ -33,7 +33,12 @@ SEPARATOR = ":"
 """Between the epoch, the seq and the event in a channel message."""
 LIVE_TTL_S = 7 * 86400
 """How long the log of an unfinished task lives without a new event: longer than any task runs
-or waits in a queue. A log a watcher started before the first event lives as long."""
+or waits in a queue."""
+STARTED_TTL_S = 3600
+"""How long a log that a watcher started (an epoch at seq 0, before the task's first event)
+waits for that event. A task watched after its log expired (finished long ago) leaves only this
+behind, for this long. Should it expire before the first event, that event begins another
+epoch, and the watchers get a reset: never a gap."""
 
 
 def new_epoch() -> str:
