@@ -261,6 +261,7 @@ class Client:
         self.cursors: list[Cursor] = []
         self.requested: Cursor | None = None
         self.ended = False
+        self.end_status: str | None = None
         self.events = 0
 
     def receive(self, message: dict[str, Any], history: dict[tuple[str, int], str]) -> None:
@@ -287,6 +288,7 @@ class Client:
         else:
             assert message["op"] == "end"
             self.ended = True
+            self.end_status = message["status"]
         if self.cursor is not None:
             self.cursors.append(self.cursor)
 
@@ -304,21 +306,34 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
         self.watch: Watch | None = None
         self.live: list[Event | None] = []
         """What the hub queued for the watch; ``None`` is a resync after a reconnect."""
+        self.in_flight: Event | None = None
+        """An event whose record is written and which is not appended yet."""
 
     # The world: a worker's writes, and what Redis does to the log.
 
-    @precondition(lambda self: not self.task.status.is_terminal)
+    @precondition(lambda self: not self.task.status.is_terminal and self.in_flight is None)
     @rule(
         change=st.sampled_from(["progress", "running", "succeeded", "failed"]),
         lost=st.booleans(),
+        at_once=st.booleans(),
     )
-    def publish(self, change: str, lost: bool) -> None:
+    def publish(self, change: str, lost: bool, at_once: bool) -> None:
+        """A worker writes the record, then appends the event: at once, or in a later step."""
         if change == "progress":
             self.task = replace(self.task, progress=Progress(self.task.progress.percent + 1))
             event = Event.progress_of(self.task)
         else:
             self.task = self.task.with_status(Status(change))
             event = Event.status_of(self.task)
+        self.in_flight = event
+        if at_once:
+            self.append(lost)
+
+    @precondition(lambda self: self.in_flight is not None)
+    @rule(lost=st.booleans())
+    def append(self, lost: bool) -> None:
+        event, self.in_flight = self.in_flight, None
+        assert event is not None
         if self.log.ended:
             return  # an ended log takes nothing more
         stamped = self.log.append(event)
@@ -327,7 +342,7 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
         if self.watch is not None and not lost:
             self.live.append(stamped)
 
-    @precondition(lambda self: not self.task.status.is_terminal)
+    @precondition(lambda self: not self.task.status.is_terminal and self.in_flight is None)
     @rule()
     def end_without_event(self) -> None:
         """The record reached its end, and its event never reached the log."""
@@ -371,8 +386,20 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
     def read_snapshot(self) -> None:
         assert self.watch is not None
         self.log.start()
-        self.watch.receive_snapshot(self.log.read(), self.task)
-        self.flush()
+        state = self.log.read()
+        requested = self.client.requested
+        last = state.events[-1].seq if state.events else 0
+        first = state.events[0].seq if state.events else last + 1
+        resumable = (
+            requested is not None
+            and requested.epoch == state.epoch
+            and first - 1 <= requested.seq <= last
+        )
+        self.watch.receive_snapshot(state, self.task)
+        frames = self.watch.data_to_send()
+        if resumable and frames:
+            assert json.loads(frames[0])["resumed"], "a cursor still in the log must be resumed"
+        self.flush(frames)
 
     @precondition(lambda self: self.watch is not None and self.watch.need is Need.LOG)
     @rule()
@@ -398,6 +425,8 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
         """Nothing came live for a while: the grace ends, or the idle checks run."""
         assert self.watch is not None
         if self.watch.ending:
+            if self.in_flight is not None:
+                return  # its event is on its way: it comes within the grace period
             self.watch.grace_expired()
         else:
             self.watch.receive_log(self.log.read(self.watch.sent))
@@ -405,12 +434,25 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
                 self.watch.receive_record(self.task)
         self.flush()
 
-    def flush(self) -> None:
+    def flush(self, frames: list[str] | None = None) -> None:
         assert self.watch is not None
-        for frame in self.watch.data_to_send():
+        for frame in self.watch.data_to_send() if frames is None else frames:
             self.client.receive(json.loads(frame), self.history)
+            if self.client.ended:
+                self.check_end()
         if self.watch.ended:
             self.watch = None
+
+    def check_end(self) -> None:
+        """An end is the task's final status, after its terminal event if the log holds it."""
+        assert self.client.end_status == str(self.task.status)
+        assert self.in_flight is None or not self.in_flight.status.is_terminal, (
+            "ended from the record while the terminal event was on its way"
+        )
+        if self.log.events and self.log.events[-1].status.is_terminal:
+            assert self.client.cursor == Cursor(self.log.epoch, self.log.events[-1].seq), (
+                "ended without the terminal event the log holds"
+            )
 
     @invariant()
     def a_watch_ends_only_on_the_tasks_end(self) -> None:
@@ -421,6 +463,8 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
         """Left alone long enough, the client catches up with everything, or gets its end."""
         if self.watch is None and not self.client.ended:
             self.connect_with(self.client.cursor)
+        if self.in_flight is not None:
+            self.append(lost=False)
         for _ in range(200):
             watch = self.watch
             if watch is None:
@@ -436,6 +480,8 @@ class WatchingAcrossFaults(RuleBasedStateMachine):
                 watch = self.watch
                 if watch is not None and watch.need is Need.LIVE and not watch.ending:
                     break
+        else:
+            raise AssertionError("the watch neither ended nor settled in 200 steps")
         if self.task.status.is_terminal:
             assert self.client.ended, "a finished task's watcher gets its end"
         elif self.log.epoch is not None and self.log.events:
