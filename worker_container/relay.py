@@ -24,6 +24,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.exceptions import DeliveryError
 
 from taskcore import logs, trace
 from taskcore.config import Config
@@ -175,8 +176,8 @@ class RelayService:
         try:
             request = CancelRequested.decode(message.body, message.headers)
         except ValidationError as exc:
-            await self._dead_letter(message, f"unparseable: {exc}")
-            await message.ack()
+            if await self._dead_letter(message, f"unparseable: {exc}"):
+                await message.ack()
             return
         try:
             pending = await asyncio.to_thread(self._canceller.request, request.task_id)
@@ -190,13 +191,31 @@ class RelayService:
             return
         await message.ack()
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
-        log.warning("message %s dead-lettered: %s", message.message_id, reason)
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> bool:
+        """Copy ``message`` to the dead-letter exchange; ``False`` if nothing took it.
+
+        Published ``mandatory`` and confirmed, so a dead-letter exchange bound to no queue (a
+        topology half provisioned, or torn down by hand) is an error, not a silent drop: the
+        message is then put back, and dead-lettered once the exchange routes again.
+        """
         assert self._dead is not None  # set before consuming starts
         dead = Envelope.received(message).dead(reason)
-        await self._dead.publish(
-            aio_pika.Message(dead.body, **dead.properties), routing_key=dead.routing_key
-        )
+        try:
+            await self._dead.publish(
+                aio_pika.Message(dead.body, **dead.properties),
+                routing_key=dead.routing_key,
+                mandatory=True,
+            )
+        except DeliveryError:
+            log.error(
+                "message %s: the dead-letter exchange routes to no queue; requeueing it",
+                message.message_id,
+            )
+            await asyncio.sleep(1)  # don't spin until the topology is repaired
+            await message.nack(requeue=True)
+            return False
+        log.warning("message %s dead-lettered: %s", message.message_id, reason)
+        return True
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
@@ -211,8 +230,10 @@ class RelayService:
             await asyncio.sleep(1)  # don't spin on a backend that is down
             await message.nack(requeue=True)
             return
-        if outcome.dead_reason is not None:
-            await self._dead_letter(message, outcome.dead_reason)
+        if outcome.dead_reason is not None and not await self._dead_letter(
+            message, outcome.dead_reason
+        ):
+            return
         failpoint.hit("relay.before_ack")
         await message.ack()
 

@@ -194,6 +194,21 @@ async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
     assert rq_queue_length(svc) == 0
 
 
+async def test_a_dead_letter_that_nothing_would_take_is_kept_until_the_dead_queue_is_back(
+    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config
+) -> None:
+    names = config.names
+    dead_queue = await amqp.get_queue(names.dead_queue)
+    await dead_queue.unbind(names.dead_exchange, "#")  # the dead-letter exchange routes nowhere
+    await publish(amqp, config, b"\x00not json", "poison")
+    await asyncio.sleep(2.5)  # the relay tries, is refused, and puts it back: twice or so
+
+    await dead_queue.bind(names.dead_exchange, "#")
+    dead = await drain(dead_queue)
+    assert [m.message_id for m in dead] == ["poison"]
+    assert str(dead[0].headers[REASON_HEADER]).startswith("unparseable")
+
+
 async def test_a_task_of_a_type_no_worker_serves_waits_and_is_not_dead_lettered_yet(
     relay: None,
     amqp: aio_pika.abc.AbstractChannel,
