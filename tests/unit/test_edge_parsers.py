@@ -24,18 +24,7 @@ from taskcore.definition import catalogue
 from taskcore.errors import ValidationError
 from taskcore.limits import MAX_API_KEY_CHARS, MAX_BODY_BYTES, MAX_JSON_DEPTH
 from tests.conftest import DEMO_TASKS
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**20), max_value=10**20)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=10,
-)
+from tests.strategies import json_values
 
 
 def deep(depth: int, leaf: Any = 1) -> Any:

@@ -11,19 +11,7 @@ from hypothesis import strategies as st
 
 from taskcore import limits
 from taskcore.errors import BadJSON, TooLarge, ValidationError
-
-# Valid JSON within every limit (strings short enough, numbers finite and short).
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
+from tests.strategies import json_values
 
 
 @st.composite
