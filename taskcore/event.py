@@ -7,7 +7,6 @@ to, so a client whose cursor comes from a lost log can tell and ask for a fresh 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -139,15 +138,6 @@ class Event:
             data["trace"] = self.trace
         return data
 
-    def encode(self) -> str:
-        return json.dumps(self.to_json(), separators=(",", ":"))
-
-    def encode_unstamped(self) -> str:
-        """The JSON without ``seq`` and ``epoch``, for the event log to stamp on append."""
-        data = self.to_json()
-        del data["seq"], data["epoch"]
-        return json.dumps(data, separators=(",", ":"))
-
     @classmethod
     def from_json(cls, data: Any) -> Event:
         if not isinstance(data, dict):
@@ -178,11 +168,3 @@ class Event:
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventDecodeError(f"malformed event: {exc!r}") from exc
-
-    @classmethod
-    def decode(cls, raw: str | bytes) -> Event:
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise EventDecodeError(f"an event must be JSON: {exc}") from exc
-        return cls.from_json(data)

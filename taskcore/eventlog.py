@@ -53,7 +53,9 @@ def entry_id(seq: int) -> str:
 
 def encode(event: Event) -> str:
     """The event as the writer's script is given it: its JSON without ``seq`` and ``epoch``."""
-    return event.encode_unstamped()
+    data = event.to_json()
+    del data["seq"], data["epoch"]
+    return json.dumps(data, separators=(",", ":"))
 
 
 def encode_message(epoch: str, seq: int, body: str) -> str:

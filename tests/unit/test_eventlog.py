@@ -110,8 +110,9 @@ def test_the_encoded_event_leaves_the_stamp_to_the_log() -> None:
 def test_an_entry_and_a_message_of_the_previous_format_still_decode() -> None:
     event = Event("t", EventKind.STATUS, Status.QUEUED, 0, Progress(), "now", seq=4, epoch="ab")
 
-    assert eventlog.decode_entry({b"e": event.encode().encode()}) == event
-    assert eventlog.decode_message(event.encode().encode()) == event
+    stamped_json = json.dumps(event.to_json()).encode()  # what a worker wrote before
+    assert eventlog.decode_entry({b"e": stamped_json}) == event
+    assert eventlog.decode_message(stamped_json) == event
 
 
 @pytest.mark.parametrize(
