@@ -20,11 +20,6 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
-def new_trace_id() -> str:
-    """A fresh trace id that follows one task through every part's logs."""
-    return uuid.uuid4().hex
-
-
 @dataclass(frozen=True, slots=True)
 class Progress:
     """How far the current attempt has got: a percentage and a line for humans."""

@@ -8,13 +8,13 @@ from typing import Any
 import redis
 from rq import Queue
 
-from taskcore import eventlog
+from taskcore import eventlog, trace
 from taskcore.clock import now_iso
 from taskcore.definition import catalogue
 from taskcore.event import Event
 from taskcore.names import Names
 from taskcore.status import Status
-from taskcore.task import Task, new_task_id, new_trace_id
+from taskcore.task import Task, new_task_id
 from taskcore.tasktype import DEFAULT_QUEUE, Priority
 from worker_container.services import Services
 
@@ -41,7 +41,7 @@ def make_task(
         created_at=now,
         updated_at=now,
         expires_at=int(time.time()) + 3600,
-        trace_id=new_trace_id(),
+        trace_id=trace.Trace.new().trace_id,
         queue=kind.queue,
         retry_base_s=kind.retry_base_s,
         retry_cap_s=kind.retry_cap_s,
