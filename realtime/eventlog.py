@@ -22,7 +22,9 @@ _START = """
 if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[4], 0)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
 end
+return 0
 """
 
 
@@ -32,23 +34,21 @@ class EventLogReader:
         self._names = names
         self._start = redis.register_script(_START)
 
-    async def start(self, task_id: str) -> None:
-        """Give a log that has no epoch yet its epoch, at ``seq`` 0; a started log is left alone.
+    async def start(self, task_id: str) -> LogState | None:
+        """Give a log that has no epoch yet its epoch, at ``seq`` 0, and return it (empty); a
+        log that has one meanwhile is left alone, and ``None`` returned: read it.
 
         A watcher that subscribes before a task's first event then gets a cursor that names
         the log its events will be appended to; if Redis loses the log before then, the next
         append begins another epoch and the cursor is known to be stale, instead of being
         taken for the start of whatever log exists by then.
         """
-        await self._start(
+        epoch = eventlog.new_epoch()
+        started = await self._start(
             keys=[self._names.event_meta(task_id)],
-            args=[
-                eventlog.new_epoch(),
-                eventlog.STARTED_TTL_S,
-                eventlog.EPOCH_FIELD,
-                eventlog.SEQ_FIELD,
-            ],
+            args=[epoch, eventlog.STARTED_TTL_S, eventlog.EPOCH_FIELD, eventlog.SEQ_FIELD],
         )
+        return LogState(epoch, []) if started else None
 
     async def read(self, task_id: str, after: int = 0) -> LogState:
         """The epoch and the events with ``seq > after``, read in one transaction."""

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from taskcore import logs, protocol, token
 from taskcore.errors import TokenError
-from taskcore.event import Cursor
+from taskcore.event import Cursor, Event
 from taskcore.protocol import TOO_SLOW, ErrorCode, ProtocolError, Subscribe, Unsubscribe
 from taskcore.store import TaskStore
 
@@ -237,36 +237,37 @@ class _TaskWatch:
                 elif machine.need is Need.LOG:
                     machine.receive_log(await self._reader.read(self._task_id, machine.sent))
                 else:
-                    if machine.ending and grace_ends is None:
-                        grace_ends = loop.time() + self._limits.terminal_grace_s
-                    elif not machine.ending:
+                    if not machine.ending:
                         grace_ends = None
-                    timeout = (
-                        self._idle_timeout() if grace_ends is None else grace_ends - loop.time()
-                    )
-                    try:
-                        item = await asyncio.wait_for(live.get(), timeout=max(timeout, 0))
-                    except TimeoutError:
-                        await self._when_quiet(machine)
-                    else:
-                        if isinstance(item, Resync):
-                            machine.receive_log(
-                                await self._reader.read(self._task_id, machine.sent)
-                            )
-                        else:
-                            machine.receive_live(item)
+                    elif grace_ends is None:
+                        grace_ends = loop.time() + self._limits.terminal_grace_s
+                    await self._wait_live(machine, live, grace_ends)
                 for frame in machine.data_to_send():
                     await self._send(frame)
 
+    async def _wait_live(
+        self, machine: Watch, live: asyncio.Queue[Event | Resync], grace_ends: float | None
+    ) -> None:
+        """Feed the machine the next live event, or the log after a quiet spell or a resync."""
+        loop = asyncio.get_running_loop()
+        timeout = self._idle_timeout() if grace_ends is None else grace_ends - loop.time()
+        try:
+            item = await asyncio.wait_for(live.get(), timeout=max(timeout, 0))
+        except TimeoutError:
+            await self._when_quiet(machine)
+        else:
+            if isinstance(item, Resync):
+                machine.receive_log(await self._reader.read(self._task_id, machine.sent))
+            else:
+                machine.receive_live(item)
+
     async def _read_started(self) -> LogState:
-        """The whole log, started first if it does not exist yet (see the module's step 2)."""
+        """The whole log, started if it does not exist yet (see the module's step 2)."""
         state = await self._reader.read(self._task_id)
-        for _ in range(3):  # a log lost between start and read is started again
-            if state.epoch is not None:
-                break
-            await self._reader.start(self._task_id)
-            state = await self._reader.read(self._task_id)
-        return state
+        if state.epoch is not None:
+            return state
+        # Started here, it is empty; started by a worker's append meanwhile, it is read again.
+        return await self._reader.start(self._task_id) or await self._reader.read(self._task_id)
 
     async def _when_quiet(self, machine: Watch) -> None:
         """Nothing came live: end a finished task's grace, or catch up from the log and record."""
