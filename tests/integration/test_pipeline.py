@@ -195,13 +195,17 @@ async def test_what_cannot_be_relayed_is_dead_lettered_with_its_reason(
 
 
 async def test_a_dead_letter_that_nothing_would_take_is_kept_until_the_dead_queue_is_back(
-    relay: None, amqp: aio_pika.abc.AbstractChannel, config: Config
+    relay: None,
+    amqp: aio_pika.abc.AbstractChannel,
+    config: Config,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     names = config.names
     dead_queue = await amqp.get_queue(names.dead_queue)
     await dead_queue.unbind(names.dead_exchange, "#")  # the dead-letter exchange routes nowhere
     await publish(amqp, config, b"\x00not json", "poison")
-    await asyncio.sleep(2.5)  # the relay tries, is refused, and puts it back: twice or so
+    # The relay tries, is refused by the broker, and puts the message back: twice, to be sure.
+    await until(lambda: caplog.text.count("routes to no queue") >= 2)
 
     await dead_queue.bind(names.dead_exchange, "#")
     dead = await drain(dead_queue)
