@@ -62,21 +62,7 @@ def test_task_survives_its_dynamodb_item_form(
 
 
 def test_public_form_hides_the_owner_and_shows_result_only_on_success() -> None:
-    task = Task(
-        task_id="id",
-        owner="alice",
-        type="demo.noop",
-        payload={},
-        status=Status.RUNNING,
-        priority=Priority.NORMAL,
-        max_attempts=1,
-        timeout_s=30,
-        created_at="c",
-        updated_at="u",
-        expires_at=1,
-        trace_id="t",
-        result={"partial": True},
-    )
+    task = _pending(status=Status.RUNNING, result={"partial": True})
     public = task.to_public()
     assert "owner" not in public
     assert "result" not in public
