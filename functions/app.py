@@ -164,7 +164,7 @@ def _accept(
             )
             return _accepted(task, {"Idempotent-Replayed": "true"})
     try:
-        svc.publisher.submitted(Submitted(task.task_id, task.type, task.trace_id, task.traceparent))
+        svc.publisher.submitted(Submitted.of(task))
     except PublishError:
         # The record is written, so the task is accepted: the sweeper publishes pending tasks
         # that nobody has picked up. Refusing here would make a retrying client submit twice.

@@ -51,17 +51,26 @@ class EventLogReader:
         return LogState(epoch, []) if started else None
 
     async def read(self, task_id: str, after: int = 0) -> LogState:
-        """The epoch and the events with ``seq > after``, read in one transaction."""
+        """The epoch, the events with ``seq > after`` and the task's current form, read in one
+        transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(self._names.event_meta(task_id), eventlog.EPOCH_FIELD)
+            pipe.hmget(
+                self._names.event_meta(task_id), [eventlog.EPOCH_FIELD, eventlog.RECORD_FIELD]
+            )
             pipe.xrange(
                 self._names.event_stream(task_id), min=eventlog.entry_id(after + 1), max="+"
             )
-            epoch, entries = await pipe.execute()
+            (epoch, encoded), entries = await pipe.execute()
         events = []
         for entry_id, fields in entries:
             try:
                 events.append(eventlog.decode_entry(fields))
             except EventDecodeError:
                 log.exception("task %s: unreadable event %s in the log; skipped", task_id, entry_id)
-        return LogState(None if epoch is None else epoch.decode(), events)
+        record = None
+        if encoded is not None:
+            try:
+                record = eventlog.decode_record(encoded)
+            except EventDecodeError:
+                log.exception("task %s: unreadable record in the log; read from the store", task_id)
+        return LogState(None if epoch is None else epoch.decode(), events, record)

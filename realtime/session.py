@@ -6,8 +6,12 @@ module does what it asks, in this order, so that nothing is missed between repla
 1. listen to the task's channel (confirmed by Redis), buffering what arrives;
 2. read the log from Redis, starting it (giving it an epoch) if it has none yet, so that even
    the first snapshot's cursor names the log that its events will be in;
-3. read the record (the snapshot) from DynamoDB. Workers write the record before they append
-   the event, so the snapshot is never older than the log just read;
+3. take the snapshot from the task's current form, which the log keeps beside its events (read
+   with them, in one transaction, so the two agree). A task the relay has not announced yet
+   has no current form in Redis: the watch waits up to ``Limits.first_event_wait_s`` for its
+   first event, then reads the record from DynamoDB (as it does when Redis lost the log).
+   Workers write the record before they append the event, so that snapshot is never older
+   than the log just read;
 4. feed the machine live events as they come, and the log whenever it asks (after a gap, or a
    new epoch), sending every frame it returns.
 
@@ -62,6 +66,9 @@ class Limits:
     """...and closed if its pong does not come back in this time: a dead client is let go."""
     terminal_grace_s: float = 2.0
     """How long a terminal record waits for its event before ``end`` is sent from the record."""
+    first_event_wait_s: float = 1.0
+    """How long a snapshot of a task that Redis holds nothing of waits for the task's first
+    event (the relay's ``queued``) before it reads the record from DynamoDB."""
 
 
 class Session:
@@ -229,8 +236,13 @@ class _TaskWatch:
                 if machine.need is Need.SNAPSHOT:
                     grace_ends = None  # a reset starts over: a new end gets a grace of its own
                     state = await self._read_started()
-                    record = await asyncio.to_thread(self._store.get, self._task_id)
-                    self._schedule_record_check()  # the snapshot has just read it
+                    if state.record is None:
+                        state = await self._wait_first_event(machine, live, state)
+                    record = state.record
+                    if record is None:
+                        # Redis lost the log, or the task has not reached the relay yet.
+                        record = await asyncio.to_thread(self._store.get, self._task_id)
+                        self._schedule_record_check()  # the snapshot has just read it
                     if record is not None and record.owner == self._owner:
                         self.trace_id = record.trace_id
                     machine.receive_snapshot(state, record)
@@ -260,6 +272,19 @@ class _TaskWatch:
                 machine.receive_log(await self._reader.read(self._task_id, machine.sent))
             else:
                 machine.receive_live(item)
+
+    async def _wait_first_event(
+        self, machine: Watch, live: asyncio.Queue[Event | Resync], state: LogState
+    ) -> LogState:
+        """Wait a little for the first event of a task Redis holds nothing of, then read the log
+        again; what came live meanwhile waits in the machine for the snapshot."""
+        try:
+            item = await asyncio.wait_for(live.get(), self._limits.first_event_wait_s)
+        except TimeoutError:
+            return state
+        if isinstance(item, Event):
+            machine.receive_live(item)
+        return await self._reader.read(self._task_id)
 
     async def _read_started(self) -> LogState:
         """The whole log, started if it does not exist yet (see the module's step 2)."""

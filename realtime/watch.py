@@ -26,11 +26,13 @@ from taskcore.task import Task
 
 @dataclass(frozen=True)
 class LogState:
-    """A read of a task's log: its epoch (``None`` if the log does not exist) and the events
-    read, in ``seq`` order."""
+    """A read of a task's log: its epoch (``None`` if the log does not exist), the events read,
+    in ``seq`` order, and the task's current form as of the log's last event, if Redis has it
+    (read in the same transaction: the record and the log agree)."""
 
     epoch: str | None
     events: list[Event]
+    record: Task | None = None
 
 
 class Need(Enum):

@@ -75,6 +75,8 @@ class Event:
     epoch: str = ""
     trace: str | None = None
     """The task's ``traceparent``, if its record has one."""
+    hops: dict[str, str | None] | None = None
+    """When the task was accepted, queued and started (:meth:`Task.hops`)."""
 
     @classmethod
     def status_of(cls, task: Task) -> Event:
@@ -93,6 +95,7 @@ class Event:
             run_at=task.run_at if task.status in (Status.PENDING, Status.QUEUED) else None,
             waiting=task.waiting if task.status is Status.QUEUED else None,
             trace=task.traceparent,
+            hops=task.hops(),
         )
 
     @classmethod
@@ -136,6 +139,8 @@ class Event:
             data["data"] = self.data
         if self.trace is not None:
             data["trace"] = self.trace
+        if self.hops is not None:
+            data["hops"] = self.hops
         return data
 
     @classmethod
@@ -147,6 +152,11 @@ class Event:
         trace = data.get("trace")
         if trace is not None and not isinstance(trace, str):
             raise EventDecodeError("an event's trace must be a string")
+        hops = data.get("hops")
+        if hops is not None and not (
+            isinstance(hops, dict) and all(isinstance(v, str | None) for v in hops.values())
+        ):
+            raise EventDecodeError("an event's hops must map names to times")
         try:
             return cls(
                 task_id=str(data["task_id"]),
@@ -165,6 +175,7 @@ class Event:
                 seq=int(data["seq"]),
                 epoch=str(data["epoch"]),
                 trace=trace,
+                hops=hops,
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventDecodeError(f"malformed event: {exc!r}") from exc

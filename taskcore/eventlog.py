@@ -7,6 +7,9 @@ task's next ``seq`` and the log's ``epoch``. The script builds no JSON: it is gi
 encoded without them (:func:`encode`) and the field names below, and keeps them apart:
 
 - meta hash: the log's ``epoch`` and its last ``seq`` (and ``ended`` once a final event is in);
+  and the task's current form: its record as of the last event (``record``, :func:`encode_record`)
+  with that record's ``attempt`` and status ``stage`` (:data:`taskcore.status.STAGES`), by which
+  the script refuses an event that would step the task back;
 - stream entry: id ``<seq>-0``, fields ``seq``, ``epoch`` and ``e`` (the unstamped event JSON);
 - channel message: ``<epoch>:<seq>:<unstamped event JSON>`` (an epoch never holds a colon).
 
@@ -25,10 +28,14 @@ from typing import Any
 
 from .errors import EventDecodeError
 from .event import Event
+from .task import Task
 
 SEQ_FIELD = "seq"
 EPOCH_FIELD = "epoch"
 EVENT_FIELD = "e"
+RECORD_FIELD = "record"
+ATTEMPT_FIELD = "attempt"
+STAGE_FIELD = "stage"
 SEPARATOR = ":"
 """Between the epoch, the seq and the event in a channel message."""
 LIVE_TTL_S = 7 * 86400
@@ -56,6 +63,21 @@ def encode(event: Event) -> str:
     data = event.to_json()
     del data["seq"], data["epoch"]
     return json.dumps(data, separators=(",", ":"))
+
+
+def encode_record(task: Task) -> str:
+    """The task's current form as the meta hash keeps it: its DynamoDB item, as JSON, so that
+    the one item codec (:meth:`Task.to_item`) serves both stores."""
+    return json.dumps(task.to_item(), separators=(",", ":"))
+
+
+def decode_record(data: str | bytes) -> Task:
+    """The task of :func:`encode_record`'s form; :class:`EventDecodeError` if it is not one."""
+    item = _json(data)
+    try:
+        return Task.from_item(item)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EventDecodeError(f"malformed record: {exc!r}") from None
 
 
 def encode_message(epoch: str, seq: int, body: str) -> str:

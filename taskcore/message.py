@@ -7,8 +7,10 @@ is here; aio-pika is not (this package is standard library only): a publisher se
 ``aio_pika.Message(envelope.body, **envelope.properties)``, and :meth:`Envelope.received` reads
 any message that has AMQP's properties as attributes, as aio-pika's incoming messages do.
 
-The body carries only the task's id, type and trace id; the record in DynamoDB is the source of
-truth for everything else, so a message can never disagree with the record about the payload.
+The body carries the task's id, type and trace id, and (from the edge and the sweeper) the
+record as it was when the message was published, under ``task`` in the record's item form: the
+relay queues the task from it without reading DynamoDB. The record in DynamoDB stays the source
+of truth: a worker starts an attempt by a conditional write on it, never on the message's copy.
 The task's W3C ``traceparent`` travels in the ``traceparent`` header, as HTTP carries it.
 """
 
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 from . import trace
 from .errors import ValidationError
 from .names import Names
+from .task import Task
 
 MESSAGE_VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -115,18 +118,25 @@ class Submitted:
     trace_id: str
     traceparent: str | None = None
     """The task's W3C ``traceparent``, in the message's headers; ``None`` if it had none."""
+    record: Task | None = field(default=None, compare=False)
+    """The record as it was published; ``None`` in a message of an earlier version."""
+
+    @classmethod
+    def of(cls, task: Task) -> Submitted:
+        """The message that announces ``task``, its record included."""
+        return cls(task.task_id, task.type, task.trace_id, task.traceparent, task)
 
     def encode(self) -> bytes:
         """The body (the ``traceparent`` goes in the headers: see :meth:`envelope`)."""
-        return json.dumps(
-            {
-                "v": MESSAGE_VERSION,
-                "task_id": self.task_id,
-                "type": self.type,
-                "trace_id": self.trace_id,
-            },
-            separators=(",", ":"),
-        ).encode()
+        body: dict[str, Any] = {
+            "v": MESSAGE_VERSION,
+            "task_id": self.task_id,
+            "type": self.type,
+            "trace_id": self.trace_id,
+        }
+        if self.record is not None:
+            body["task"] = self.record.to_item()
+        return json.dumps(body, separators=(",", ":")).encode()
 
     def envelope(self) -> Envelope:
         headers = {} if self.traceparent is None else {TRACEPARENT_HEADER: self.traceparent}
@@ -152,7 +162,23 @@ class Submitted:
             if not isinstance(value, str) or not value:
                 raise MessageError(f"{name} is missing or not a string", field=name)
         parent = trace.parse(_text((headers or {}).get(TRACEPARENT_HEADER)))
-        return cls(**fields, traceparent=None if parent is None else parent.format())  # type: ignore[arg-type]
+        record = None if "task" not in data else _record(data["task"], fields)
+        return cls(
+            **fields,  # type: ignore[arg-type]
+            traceparent=None if parent is None else parent.format(),
+            record=record,
+        )
+
+
+def _record(item: Any, fields: Mapping[str, Any]) -> Task:
+    """The message's copy of the record; it must be a record of the task the message names."""
+    try:
+        record = Task.from_item(item)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MessageError(f"task is not a task record: {exc!r}", field="task") from None
+    if record.task_id != fields["task_id"] or record.type != fields["type"]:
+        raise MessageError("task is the record of another task", field="task")
+    return record
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,17 @@ from .errors import ConditionLost, ValidationError
 from .idempotency import IdempotencyKey, KeyReused
 from .limits import MAX_CURSOR_CHARS
 from .status import TERMINAL, Status, check_transition
-from .task import Item, Progress, Task
+from .task import OPEN_STATUS_ATTRIBUTE, Item, Progress, Task
 
 MAX_LIST_LIMIT = 100
 """The most tasks one page of a listing holds."""
 BY_OWNER = "by_owner"
-BY_STATUS = "by_status"
+BY_OPEN_STATUS = "by_open_status"
+"""The index of unfinished tasks by status: sparse, keyed on :data:`OPEN_STATUS_ATTRIBUTE`,
+which a record holds only until it ends. What reads it costs the same however many tasks have
+finished."""
+LEGACY_INDEXES = ("by_status",)
+"""Indexes of earlier versions that provisioning removes (``by_status`` held every task)."""
 
 
 def tasks_table_definition(name: str) -> dict[str, Any]:
@@ -54,11 +59,14 @@ def tasks_table_definition(name: str) -> dict[str, Any]:
         "AttributeDefinitions": [
             {"AttributeName": "task_id", "AttributeType": "S"},
             {"AttributeName": "owner", "AttributeType": "S"},
-            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": OPEN_STATUS_ATTRIBUTE, "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": "task_id", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [index(BY_OWNER, "owner"), index(BY_STATUS, "status")],
+        "GlobalSecondaryIndexes": [
+            index(BY_OWNER, "owner"),
+            index(BY_OPEN_STATUS, OPEN_STATUS_ATTRIBUTE),
+        ],
     }
 
 
@@ -178,6 +186,7 @@ class TaskStore:
         start_attempt: bool = False,
         task_type: str | None = None,
         waiting: str | None = None,
+        queued_at: str | None = None,
     ) -> Task:
         """Move the task from any of ``sources`` to ``target`` in one write, without reading it.
 
@@ -187,14 +196,19 @@ class TaskStore:
         progress. ``task_type``, if given, must be the record's too. Never claims a task whose
         cancellation was requested. :class:`ConditionLost` if the record is elsewhere, of another
         type, being cancelled, or absent. ``waiting`` records why the task is not running yet;
-        starting an attempt clears it.
+        starting an attempt clears it. ``queued_at`` is when the attempt was put in its queue.
         """
         for source in sources:
             check_transition(source, target)
+        assert not target.is_terminal, "a claim starts or queues a task, it never ends one"
         now = now_iso()
-        names = {"#status": "status", "#updated": "updated_at"}
+        names = {"#status": "status", "#updated": "updated_at", "#open": OPEN_STATUS_ATTRIBUTE}
         values: Item = {":target": {"S": str(target)}, ":now": {"S": now}}
-        sets = ["#status = :target", "#updated = :now"]
+        sets = ["#status = :target", "#open = :target", "#updated = :now"]
+        if queued_at is not None:
+            names["#queued"] = "queued_at"
+            values[":queued"] = {"S": queued_at}
+            sets.append("#queued = :queued")
         removes: list[str] = []
         if start_attempt:
             names |= {
@@ -260,7 +274,9 @@ class TaskStore:
         extra_values: Item | None = None,
     ) -> Task:
         before, after = old.to_item(), new.to_item()
-        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        # Progress is written whatever ``old`` says: a caller's copy holds progress that only
+        # went to the event log (see worker_container.lifecycle), not to the record.
+        changed = {k: v for k, v in after.items() if before.get(k) != v or k in _PROGRESS}
         removed = [k for k in before if k not in after]
         names = {f"#f{i}": k for i, k in enumerate([*changed, *removed])}
         by_field = {v: k for k, v in names.items()}
@@ -316,13 +332,25 @@ class TaskStore:
 
         ``since`` (inclusive) and ``until`` (exclusive) bound ``created_at`` (:func:`iso` form):
         they are the index's sort key, so a time range reads only its own part of the index.
-        Status and type filters are applied after DynamoDB reads a page, so this keeps reading
-        until it has ``limit`` tasks or the range is exhausted; the cursor is the key of the
-        last task given.
+        An unfinished status is read from the index of unfinished tasks, filtered by owner, so
+        its cost does not grow with the tasks that have finished; anything else from the
+        owner's index, filtered by status. Filters are applied after DynamoDB reads a page, so
+        this keeps reading until it has ``limit`` tasks or the range is exhausted; the cursor is
+        the key of the last task given.
         """
+        open_status = status is not None and not status.is_terminal
         names = {"#owner": "owner"}
         values: Item = {":owner": {"S": owner}}
-        key_condition = "#owner = :owner"
+        filters = []
+        if open_status:
+            index = BY_OPEN_STATUS
+            names["#open"] = OPEN_STATUS_ATTRIBUTE
+            values[":open"] = {"S": str(status)}
+            key_condition = "#open = :open"
+            filters.append("#owner = :owner")
+        else:
+            index = BY_OWNER
+            key_condition = "#owner = :owner"
         if since is not None or until is not None:
             names["#created"] = "created_at"
         if since is not None and until is not None:
@@ -340,8 +368,7 @@ class TaskStore:
         elif until is not None:
             values[":until"] = {"S": until}
             key_condition += " AND #created < :until"
-        filters = []
-        if status is not None:
+        if status is not None and not open_status:
             names["#status"] = "status"
             values[":status"] = {"S": str(status)}
             filters.append("#status = :status")
@@ -350,6 +377,10 @@ class TaskStore:
             values[":type"] = {"S": task_type}
             filters.append("#type = :type")
         start = None if cursor is None else _decode_cursor(cursor, owner)
+        if start is not None and open_status:
+            # The same position in the other index: its key is the status, not the owner.
+            del start["owner"]
+            start[OPEN_STATUS_ATTRIBUTE] = {"S": str(status)}
         if start is not None:
             # DynamoDB refuses a start key outside the key condition's range.
             at = start["created_at"]["S"]
@@ -362,7 +393,7 @@ class TaskStore:
         while len(tasks) < limit:
             query: dict[str, Any] = {
                 "TableName": self._table,
-                "IndexName": BY_OWNER,
+                "IndexName": index,
                 "KeyConditionExpression": key_condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
@@ -383,12 +414,17 @@ class TaskStore:
         return Page(tasks, next_cursor)
 
     def iter_by_status(self, status: Status) -> Iterator[Task]:
-        """Every task in ``status``, newest first (for repair jobs; reads the whole index)."""
+        """Every unfinished task in ``status``, newest first (for repair jobs).
+
+        Reads the index of unfinished tasks, so its cost does not grow with history.
+        """
+        if status.is_terminal:
+            raise ValueError(f"only unfinished tasks are indexed by status, not {status}")
         query: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": BY_STATUS,
-            "KeyConditionExpression": "#status = :status",
-            "ExpressionAttributeNames": {"#status": "status"},
+            "IndexName": BY_OPEN_STATUS,
+            "KeyConditionExpression": "#open = :status",
+            "ExpressionAttributeNames": {"#open": OPEN_STATUS_ATTRIBUTE},
             "ExpressionAttributeValues": {":status": {"S": str(status)}},
             "ScanIndexForward": False,
         }
@@ -398,6 +434,9 @@ class TaskStore:
             if "LastEvaluatedKey" not in response:
                 return
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+_PROGRESS = frozenset({"progress_percent", "progress_message"})
 
 
 def _status_list(prefix: str, statuses: Iterable[Status], values: Item) -> str:

@@ -11,6 +11,8 @@ from .clock import now_iso
 from .status import Status
 from .tasktype import Priority, TaskType
 
+OPEN_STATUS_ATTRIBUTE = "open_status"
+"""The record's status while it is not finished, absent once it is: the sparse index's key."""
 Item = dict[str, dict[str, Any]]
 """A DynamoDB item in the low-level client's typed form, e.g. ``{"status": {"S": "queued"}}``."""
 
@@ -94,6 +96,8 @@ class Task:
     """How long it may wait for a worker that knows its type before it is dead-lettered."""
     waiting: str | None = None
     """Why a ``queued`` task is not running yet (no worker knows its type), for its owner."""
+    queued_at: str | None = None
+    """When its current attempt was put in its RQ queue (written with the attempt's start)."""
     traceparent: str | None = None
     """Its W3C trace context (:mod:`taskcore.trace`), whose trace-id is ``trace_id``: the
     caller's trace, or a new one, with a span id of the task's own. ``None`` in a record
@@ -102,6 +106,11 @@ class Task:
     def with_status(self, status: Status, **changes: Any) -> Task:
         """A copy in ``status`` with ``changes`` applied and ``updated_at`` set to now."""
         return replace(self, status=status, updated_at=now_iso(), **changes)
+
+    def hops(self) -> dict[str, str | None]:
+        """When it passed each hop of the pipeline: accepted by the edge, put in its queue,
+        started by a worker. Queue wait is ``started - queued``; run time ends at the end."""
+        return {"accepted": self.created_at, "queued": self.queued_at, "started": self.started_at}
 
     def to_public(self) -> dict[str, Any]:
         """The task as clients see it, over HTTP and in websocket snapshots."""
@@ -135,6 +144,8 @@ class Task:
             data["waiting"] = self.waiting
         if self.traceparent is not None:
             data["traceparent"] = self.traceparent
+        if self.queued_at is not None:
+            data["queued_at"] = self.queued_at
         return data
 
     def to_item(self) -> Item:
@@ -178,6 +189,12 @@ class Task:
             item["waiting"] = {"S": self.waiting}
         if self.traceparent is not None:
             item["traceparent"] = {"S": self.traceparent}
+        if self.queued_at is not None:
+            item["queued_at"] = {"S": self.queued_at}
+        if not self.status.is_terminal:
+            # The key of the index of unfinished tasks: dropped when the task ends, so that the
+            # index (and every pass over it) does not grow with history.
+            item[OPEN_STATUS_ATTRIBUTE] = {"S": str(self.status)}
         return item
 
     @classmethod
@@ -223,4 +240,5 @@ class Task:
             queue_timeout_s=int(n("queue_timeout_s", TaskType.queue_timeout_s)),
             waiting=s("waiting"),
             traceparent=s("traceparent"),
+            queued_at=s("queued_at"),
         )

@@ -27,12 +27,10 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from taskcore import logs
-from taskcore.clock import now_iso
-from taskcore.errors import ConditionLost
-from taskcore.event import Event
 from taskcore.status import Status
 from taskcore.task import Task
 
+from .decision import AttemptEnd, Ending, decide
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -110,11 +108,8 @@ class Canceller:
         return self._cancel(task)
 
     def _cancel(self, task: Task) -> bool:
-        try:
-            cancelled = self._svc.store.transition(task, Status.CANCELLED, finished_at=now_iso())
-        except ConditionLost:
+        if self._svc.lifecycle.settle(task, decide(task, AttemptEnd(Ending.CANCELLED))) is None:
             return False
-        self._svc.events.append(Event.status_of(cancelled))
         log.info("task %s cancelled (was %s)", task.task_id, task.status)
         return True
 

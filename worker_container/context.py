@@ -11,8 +11,6 @@ import re
 import time
 from typing import Any
 
-from taskcore.errors import ConditionLost
-from taskcore.event import Event
 from taskcore.task import Progress, Task
 
 from .services import Services
@@ -91,7 +89,7 @@ class TaskContext:
         if size > MAX_EMIT_BYTES:
             raise EmitError(f"event {name!r}: data is {size} bytes; the limit is {MAX_EMIT_BYTES}")
         self._throttle()
-        self._services.events.append(Event.custom_of(self._task, name, data))
+        self._services.lifecycle.emit(self._task, name, data)
 
     def _throttle(self) -> None:
         """A token bucket: sleep until the next event is within the rate."""
@@ -110,18 +108,12 @@ class TaskContext:
         """Record progress (0-100) and tell the task's watchers.
 
         Progress never goes backwards within an attempt: a lower percentage than the last one is
-        kept at the last one. If the task was moved on by someone else (cancelled, or taken over
-        by a later attempt) the report is dropped and logged.
+        kept at the last one. It goes to the task's event log at once and to its record at most
+        every few seconds (see :mod:`.lifecycle`). If the task was moved on by someone else
+        (cancelled, or taken over by a later attempt) the report is dropped and logged.
         """
         percent = min(100.0, max(float(percent), self._task.progress.percent))
-        try:
-            self._task = self._services.store.report_progress(
-                self._task, Progress(percent, message[:500])
-            )
-        except ConditionLost:
-            log.warning("task %s: progress report dropped, the task moved on", self.task_id)
-            return
-        self._services.events.append(Event.progress_of(self._task))
+        self._task = self._services.lifecycle.progress(self._task, Progress(percent, message[:500]))
 
     @property
     def cancel_requested(self) -> bool:

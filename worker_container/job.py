@@ -11,32 +11,34 @@ import json
 import logging
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from rq import Retry, get_current_job
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from taskcore import backoff, logs, trace
-from taskcore.clock import iso, now_iso, parse_iso
+from taskcore.clock import now_iso, parse_iso
 from taskcore.definition import TaskDefinition, TaskFailed
 from taskcore.errors import ConditionLost
-from taskcore.event import Event
 from taskcore.status import Status
-from taskcore.task import Progress, Task, TaskError
+from taskcore.task import Task
 from taskcore.tasktype import MAX_PAYLOAD_BYTES
 
-from . import registry, services
+from . import registry
 from .canceller import Canceller
 from .context import TaskCancelled, TaskContext
+from .decision import AttemptEnd, Ending, decide
 from .heartbeat import Heartbeat
+from .lifecycle import RUNNABLE
 from .registry import ServedTypes
 from .services import Services
 
 log = logging.getLogger(__name__)
 
-RUNNABLE = frozenset({Status.QUEUED, Status.RETRYING})
 RESULT_TTL_S = 3600
 """How long RQ keeps a finished job: the record, not RQ, is the source of truth for results."""
 
@@ -50,6 +52,22 @@ def start_time(task: Task) -> datetime | None:
     return datetime.fromtimestamp(math.ceil(due_s), UTC)
 
 
+class TaskJob(Job):
+    """An RQ job whose function is given the worker's :class:`Services` first.
+
+    RQ finds a job's function by its name, in whichever process runs it; the worker builds the
+    services once (``worker.py``) and hands them to each job it runs (:attr:`services`), so no
+    module reaches for a process-wide object.
+    """
+
+    services: Services | None = None
+
+    def _execute(self) -> Any:
+        if self.services is None:
+            raise RuntimeError(f"job {self.id}: run by a worker that gave it no services")
+        return self.func(self.services, *self.args, **self.kwargs)
+
+
 def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     """Make sure an RQ job will run the task's next attempt, now or ``at``; ``False`` if the
     task's job exists already.
@@ -58,7 +76,7 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     redelivered message, sweeper) make sure at once, one job exists. Its ``Retry`` covers the
     attempts left after this one, with the delays the task's type gives those attempts. The
     task's ``traceparent`` goes along as an argument, so the job's log lines carry its trace
-    from the first, before the record is read.
+    from the first, before the record is read; and when it was queued, for its ``hops``.
     """
     retries = task.max_attempts - task.attempt - 1
     retry = None
@@ -68,7 +86,7 @@ def enqueue(svc: Services, task: Task, *, at: datetime | None = None) -> bool:
     queue = svc.queue_of(task)
     options: dict[str, Any] = {
         "args": (task.task_id, task.type),
-        "kwargs": {"traceparent": task.traceparent},
+        "kwargs": {"traceparent": task.traceparent, "queued_at": task.queued_at or now_iso()},
         "job_id": task.task_id,
         "unique": True,
         "job_timeout": task.timeout_s,
@@ -96,18 +114,24 @@ def dispatch(svc: Services, task: Task, served: ServedTypes) -> bool:
     return enqueue(svc, task, at=start_time(task))
 
 
-def run_task(task_id: str, task_type: str, traceparent: str | None = None) -> None:
+def run_task(
+    svc: Services,
+    task_id: str,
+    task_type: str,
+    traceparent: str | None = None,
+    queued_at: str | None = None,
+) -> None:
     """Run the next attempt of ``task_id`` if the record says it is waiting for one.
 
     ``traceparent`` is the task's, from the record that enqueued the job (``None`` in a job
-    enqueued before taskcast passed it on: the record's trace id then comes with the claim).
+    enqueued before taskcast passed it on: the record's trace id then comes with the claim);
+    ``queued_at`` is when it was enqueued.
     """
     with logs.traced(trace.trace_id_of(traceparent)):
-        _run_task(task_id, task_type)
+        _run_task(svc, task_id, task_type, queued_at)
 
 
-def _run_task(task_id: str, task_type: str) -> None:
-    svc = services.current()
+def _run_task(svc: Services, task_id: str, task_type: str, queued_at: str | None) -> None:
     definition = svc.definitions.get(task_type)
     if definition is None:
         # Another worker of this queue said it serves the type; this one was started without
@@ -123,101 +147,92 @@ def _run_task(task_id: str, task_type: str) -> None:
             registry.park(svc.redis, svc.config.names, task)
         return
     try:
-        task = svc.store.claim(task_id, RUNNABLE, Status.RUNNING, start_attempt=True)
+        task = svc.lifecycle.start(task_id, task_type, queued_at)
     except ConditionLost:
-        current = svc.store.get(task_id)
-        if current is not None and Canceller(svc).cancel_if_requested(current):
-            log.info(
-                "task %s: cancelled before attempt %d could start", task_id, current.attempt + 1
-            )
-            return
-        found = "no record" if current is None else f"it is {current.status}"
-        log.warning(
-            "task %s: not waiting to run (%s); a duplicate or stale job, dropped", task_id, found
-        )
+        _refused(svc, task_id)
         return
     # From the claim to the attempt's last write, its heartbeat tells the sweeper it is alive.
     heartbeat = Heartbeat(
         svc.redis, svc.config.names.heartbeat(task_id), task.attempt, svc.config.heartbeat_ttl_s
     )
     with heartbeat, logs.traced(task.trace_id):
-        svc.events.append(Event.status_of(task))
         log.info("task %s (%s) attempt %d started", task_id, task.type, task.attempt)
-        _attempt(definition, TaskContext(task, svc))
+        _attempt(svc, definition, TaskContext(task, svc))
 
 
-def _attempt(definition: TaskDefinition, ctx: TaskContext) -> None:
-    """Run the task's function, then write how the attempt ended: retry, or a final status."""
+def _refused(svc: Services, task_id: str) -> None:
+    """The record refused the start: cancel it if its owner asked, else drop the job."""
+    current = svc.store.get(task_id)
+    if current is not None and Canceller(svc).cancel_if_requested(current):
+        log.info("task %s: cancelled before attempt %d could start", task_id, current.attempt + 1)
+        return
+    found = "no record" if current is None else f"it is {current.status}"
+    log.warning(
+        "task %s: not waiting to run (%s); a duplicate or stale job, dropped", task_id, found
+    )
+    if current is not None:
+        # If Redis lost the log, or a duplicate message announced the task again, the log
+        # and its watchers catch up with the record.
+        svc.lifecycle.reannounce(current)
+
+
+def _attempt(svc: Services, definition: TaskDefinition, ctx: TaskContext) -> None:
+    """Run the task's function, then write what :func:`.decision.decide` makes of its end."""
+    end = _run(definition, ctx)
+    if end.ending is not Ending.SUCCEEDED and ctx.cancel_requested:
+        # Its owner asked it to stop: a failed attempt ends it as cancelled, not retried.
+        end = replace(end, cancel_requested=True)
     task = ctx.task
-    outcome: Status
-    changes: dict[str, Any]
-    retryable = True
+    decision = decide(task, end)
+    if decision.status is Status.RETRYING:
+        job = get_current_job()
+        if job is None or not job.retries_left:
+            # Not run by RQ with a Retry (a test, a job of an older version): the sweeper
+            # finds the task retrying without a job and enqueues its next attempt.
+            log.warning("task %s: no RQ retry left for attempt %d", task.task_id, task.attempt + 1)
+        else:
+            # RQ's Retry schedules the job again after the delay the decision chose.
+            job.retry_intervals = [decision.delay_s or 0]
+    moved = svc.lifecycle.settle(task, decision)
+    if moved is None:
+        log.warning(
+            "task %s: attempt %d ended (%s) but the task moved on; not recorded",
+            task.task_id,
+            task.attempt,
+            end.ending,
+        )
+        return
+    log.info("task %s attempt %d: %s", task.task_id, task.attempt, moved.status)
+    if moved.status is Status.RETRYING:
+        assert moved.error is not None
+        log.info(
+            "task %s: attempt %d in %d s", task.task_id, task.attempt + 1, decision.delay_s or 0
+        )
+        raise RetryScheduled(
+            f"attempt {task.attempt} of {task.max_attempts} failed: "
+            f"{moved.error.type}: {moved.error.message}"
+        )
+
+
+def _run(definition: TaskDefinition, ctx: TaskContext) -> AttemptEnd:
+    """Run the task's function and say how the attempt ended."""
     try:
         result = definition.run(ctx)
         _check_result(result)
     except TaskCancelled:
-        outcome, changes = Status.CANCELLED, {}
+        return AttemptEnd(Ending.CANCELLED)
     except JobTimeoutException:
-        outcome, changes = (
-            Status.FAILED,
-            _failure("timeout", f"attempt ran over {task.timeout_s} s"),
-        )
+        return AttemptEnd(Ending.TIMED_OUT)
     except TaskFailed as exc:
-        outcome, changes = Status.FAILED, _failure(exc.code, exc.message)
-        retryable = exc.retry
+        return AttemptEnd.failed(exc.code, exc.message, retryable=exc.retry)
     except Exception as exc:
-        log.warning("task %s: its function raised", task.task_id, exc_info=True)
-        outcome, changes = Status.FAILED, _failure(type(exc).__name__, str(exc))
-    else:
-        outcome = Status.SUCCEEDED
-        changes = {"result": result, "progress": Progress(100.0, "done")}
-    if outcome is Status.FAILED and ctx.cancel_requested:
-        # Its owner asked it to stop: a failed attempt ends it as cancelled, not retried.
-        outcome, changes = Status.CANCELLED, {}
-    if outcome is Status.FAILED and retryable and _retry(ctx, changes["error"]):
-        return
-    _finish(ctx, outcome, changes)
+        log.warning("task %s: its function raised", ctx.task_id, exc_info=True)
+        return AttemptEnd.failed(type(exc).__name__, str(exc))
+    return AttemptEnd(Ending.SUCCEEDED, result=result)
 
 
 class RetryScheduled(Exception):
     """Raised to RQ so that its Retry runs the job again; the task already says ``retrying``."""
-
-
-def _retry(ctx: TaskContext, error: TaskError) -> bool:
-    """Schedule the next attempt if one is left: ``running -> retrying``, event, and RQ's retry.
-
-    Returns ``False`` when the failure is final (no attempt left) and ``True`` when someone else
-    moved the task meanwhile (nothing left to write). Otherwise raises :class:`RetryScheduled`,
-    which is how an RQ job asks for its Retry.
-    """
-    job = get_current_job()
-    if ctx.attempt >= ctx.task.max_attempts or job is None or not job.retries_left:
-        return False
-    delay_s = job.get_retry_interval()
-    retry_at = iso(time.time() + delay_s)
-    try:
-        task = services.current().store.transition(
-            ctx.task, Status.RETRYING, error=error, retry_at=retry_at
-        )
-    except ConditionLost:
-        log.warning("task %s: attempt %d failed but the task moved on", ctx.task_id, ctx.attempt)
-        return True  # someone else decided (a cancel): nothing to retry, nothing to finish
-    services.current().events.append(Event.status_of(task))
-    log.info(
-        "task %s attempt %d failed (%s); attempt %d in %d s",
-        ctx.task_id,
-        ctx.attempt,
-        error.type,
-        ctx.attempt + 1,
-        delay_s,
-    )
-    raise RetryScheduled(
-        f"attempt {ctx.attempt} of {task.max_attempts} failed: {error.type}: {error.message}"
-    )
-
-
-def _failure(kind: str, message: str) -> dict[str, Any]:
-    return {"error": TaskError(kind, message[:2000])}
 
 
 def _check_result(result: Any) -> None:
@@ -230,20 +245,3 @@ def _check_result(result: Any) -> None:
         raise TaskFailed(
             f"the result is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}", code="invalid_result"
         )
-
-
-def _finish(ctx: TaskContext, outcome: Status, changes: dict[str, Any]) -> Task | None:
-    svc = services.current()
-    try:
-        task = svc.store.transition(ctx.task, outcome, finished_at=now_iso(), **changes)
-    except ConditionLost:
-        log.warning(
-            "task %s: attempt %d ended %s but the task moved on; result dropped",
-            ctx.task_id,
-            ctx.attempt,
-            outcome,
-        )
-        return None
-    svc.events.append(Event.status_of(task))
-    log.info("task %s attempt %d %s", ctx.task_id, task.attempt, outcome)
-    return task

@@ -1,16 +1,19 @@
 """The relay: moves accepted tasks from RabbitMQ into RQ, exactly once per task.
 
-For each message: read the record; if it is ``pending``, mark it ``queued`` (conditional write)
-and emit the event; make sure the RQ job exists (``unique`` enqueue, job id = task id); then ack.
-Marking and emitting come before the enqueue so that the ``queued`` event always precedes the
-worker's ``running`` one in the task's log. Every step tolerates having been done before, so a
-message redelivered after a crash at any point finishes the work without doing any of it twice.
+For each message: announce the task ``queued`` (an event, from the record the message carries:
+no DynamoDB call), make sure the RQ job exists (``unique`` enqueue, job id = task id), then ack.
+The event comes before the enqueue so that it always precedes the worker's ``running`` one in
+the task's log. Every step tolerates having been done before, so a message redelivered after a
+crash at any point finishes the work without doing any of it twice: the log refuses a second
+``queued``, the enqueue a second job, and the worker's conditional start a second attempt of a
+task that has moved on (a cancelled one, say: the worker then reads the record and ends it).
 
-A task whose type no live worker serves is marked ``queued`` with the reason in its record and
+A task whose type no live worker serves is marked ``queued`` in its record with the reason and
 parked for the sweeper instead of enqueued (see :mod:`.registry`): it waits for a worker, it is
-not lost. What cannot be parsed, or names no record or another type than its record, is
-published to the dead-letter exchange with the reason in its headers, then acked: never
-requeued into a hot loop.
+not lost. A message without the record (from an earlier version) is relayed from the record
+read from DynamoDB. What cannot be parsed, or names no record or another type than its
+record, is published to the dead-letter exchange with the reason in its headers, then acked:
+never requeued into a hot loop.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from aio_pika.exceptions import DeliveryError
 from taskcore import logs, trace
 from taskcore.config import Config
 from taskcore.errors import ConditionLost, ValidationError
-from taskcore.event import Event
 from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
@@ -42,7 +44,6 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 
-PENDING = frozenset({Status.PENDING})
 Handle = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
@@ -73,29 +74,37 @@ class Relay:
             return self._relay(message)
 
     def _relay(self, message: Submitted) -> Outcome:
-        store = self._svc.store
-        task: Task | None = None
-        try:
-            task = store.claim(
-                message.task_id,
-                PENDING,
-                Status.QUEUED,
-                task_type=message.type,
-                waiting=None if self._served(message.type) else waiting_reason(message.type),
-            )
-        except ConditionLost:
-            pass  # a duplicate, a cancelled task, or no record: read to find out
-        else:
-            self._svc.events.append(Event.status_of(task))
+        record = message.record
+        if record is not None and record.status is Status.PENDING:
+            if self._served(message.type):
+                self._dispatch(self._svc.lifecycle.queued(record))
+                return ACK
+            try:
+                self._dispatch(self._park(message))
+                return ACK
+            except ConditionLost:
+                pass  # not pending any more, or no record: read it to find out
+        return self._relay_read(message)
+
+    def _park(self, message: Submitted) -> Task:
+        """Record that no live worker serves the task's type, and why (see :mod:`.registry`)."""
+        return self._svc.lifecycle.park(message.task_id, message.type, waiting_reason(message.type))
+
+    def _relay_read(self, message: Submitted) -> Outcome:
+        """Relay from the record as DynamoDB has it: for a message that carries none, or a
+        task that is not where the message's copy says."""
+        task = self._svc.store.get(message.task_id)
         if task is None:
-            task = store.get(message.task_id)
-            if task is None:
-                return Outcome(f"no record for task {message.task_id}")
-            if task.type != message.type:
-                # Not a message the edge wrote: leave the record to the message that is.
-                return Outcome(f"message names type {message.type!r}, the record {task.type!r}")
+            return Outcome(f"no record for task {message.task_id}")
+        if task.type != message.type:
+            # Not a message the edge wrote: leave the record to the message that is.
+            return Outcome(f"message names type {message.type!r}, the record {task.type!r}")
         if self._canceller.cancel_if_requested(task):
             log.info("task %s: cancelled before it was queued", task.task_id)
+        elif task.status is Status.PENDING:
+            self._dispatch(
+                self._svc.lifecycle.queued(task) if self._served(task.type) else self._park(message)
+            )
         elif task.status is Status.QUEUED:
             self._dispatch(task)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from taskcore.task import Task
 from taskcore.tasktype import Priority
 
 from .eventlog import EventLog
+from .lifecycle import Lifecycle
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Services:
     redis: Redis
     store: TaskStore
     events: EventLog
+    lifecycle: Lifecycle
+    """The only writer of task state: every other module asks it."""
     overview: OverviewStore
     definitions: Mapping[str, TaskDefinition] = field(default_factory=dict)
     """The task types this process can run: only workers load the user's task modules."""
@@ -36,11 +38,14 @@ class Services:
     def build(cls, config: Config, *, load_tasks: bool = False) -> Services:
         redis = Redis.from_url(config.redis)
         dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
+        store = TaskStore(dynamodb, config.names.tasks_table)
+        events = EventLog(redis, config.names, config.event_log_ttl_s)
         return cls(
             config=config,
             redis=redis,
-            store=TaskStore(dynamodb, config.names.tasks_table),
-            events=EventLog(redis, config.names, config.event_log_ttl_s),
+            store=store,
+            events=events,
+            lifecycle=Lifecycle(store, events),
             overview=OverviewStore(dynamodb, config.names.tasks_table),
             definitions=definition.load(config.task_modules) if load_tasks else {},
         )
@@ -54,13 +59,3 @@ class Services:
 
     def queue_of(self, task: Task) -> Queue:
         return self.queue(task.priority, task.queue)
-
-
-@functools.cache
-def current() -> Services:
-    """This worker process's services, from the environment, with its task modules loaded.
-
-    Built once per process. The RQ worker builds them before it forks, so each job's work
-    horse inherits ready clients and imported tasks instead of paying for them again.
-    """
-    return Services.build(Config.from_env(need=["redis"]), load_tasks=True)

@@ -3,8 +3,10 @@
 The task table is the source of truth; RabbitMQ and Redis only carry tasks. Each pass reads the
 live tasks by status and repairs what the carriers lost:
 
-- ``pending`` for longer than ``TASKCAST_SWEEP_AFTER``: the edge wrote the record but its message
-  never reached the relay (the broker refused, or the edge died in between). Published again.
+- ``pending`` for longer than ``TASKCAST_SWEEP_AFTER`` with no RQ job: the edge wrote the record
+  but its message never reached the relay (the broker refused, or the edge died in between), or
+  Redis lost the job the relay made (the relay announces ``queued`` without writing the record,
+  see :mod:`.lifecycle`). Published again.
 - ``queued`` or ``retrying`` with no live RQ job: Redis lost it (a flush, a failover without
   persistence) or the job failed before it could claim the task. Enqueued again.
 - ``queued`` or ``retrying`` with a scheduled job overdue by ``TASKCAST_SWEEP_AFTER``: no RQ
@@ -39,17 +41,17 @@ from prometheus_client import Counter, start_http_server
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from taskcore import backoff, logs
-from taskcore.clock import iso, now_iso, parse_iso
+from taskcore import logs
+from taskcore.clock import iso, parse_iso
 from taskcore.config import Config
-from taskcore.errors import ConditionLost
-from taskcore.event import Event
 from taskcore.message import Envelope, Submitted
 from taskcore.status import Status
-from taskcore.task import Task, TaskError
+from taskcore.task import Task
 
 from . import registry
+from .decision import AttemptEnd, Ending, decide
 from .job import dispatch
+from .lifecycle import RUNNABLE
 from .lease import Lease
 from .registry import ServedTypes
 from .reporter import Reporter
@@ -117,20 +119,17 @@ class Sweeper:
         store = self._svc.store
         published_at = self._published_at
         self._published_at = {}
-        for task in store.iter_by_status(Status.PENDING):
-            last = published_at.get(task.task_id, parse_iso(task.updated_at))
-            if last > stale:
-                self._published_at[task.task_id] = last
-                continue
-            with logs.traced(task.trace_id):
-                self._republish(task, repairs)
-        self._sweep_parked(now, repairs)
-        for status in (Status.QUEUED, Status.RETRYING):
+        for status in (Status.PENDING, Status.QUEUED, Status.RETRYING):
             for task in store.iter_by_status(status):
-                if parse_iso(task.updated_at) > stale:
+                # Since when it has waited: a republished task's clock starts again.
+                since = published_at.get(task.task_id, parse_iso(task.updated_at))
+                if since > stale:
+                    if task.task_id in published_at:
+                        self._published_at[task.task_id] = since
                     continue
                 with logs.traced(task.trace_id):
                     self._repair_waiting(task, stale, repairs)
+        self._sweep_parked(now, repairs)
         silent_since = self._silent_since
         self._silent_since = {}
         for task in store.iter_by_status(Status.RUNNING):
@@ -149,12 +148,20 @@ class Sweeper:
         return repairs
 
     def _repair_waiting(self, task: Task, stale: float, repairs: Repairs) -> None:
-        """Make sure a ``queued`` or ``retrying`` task has a job that a live worker will run."""
+        """Make sure a task waiting to run has a job that a live worker will run.
+
+        A ``pending`` task without a job never reached the relay (its message was lost, or
+        Redis lost the job the relay made: the record stays ``pending`` until an attempt
+        starts), so it is published again; a ``queued`` or ``retrying`` one is enqueued again.
+        """
         if registry.is_parked(self._svc.redis, self._svc.config.names, task.type, task.task_id):
             return
         job = self._job(task.task_id)
         if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
-            self._requeue(task, repairs)
+            if task.status is Status.PENDING:
+                self._republish(task, repairs)
+            else:
+                self._requeue(task, repairs)
         elif job.get_status(refresh=False) in WAITING_JOB and not self._served(task.type):
             # Enqueued while a worker served its type, which is gone now: wait parked,
             # so that its queue timeout applies, instead of in a queue nobody reads.
@@ -171,7 +178,7 @@ class Sweeper:
             if not served and deadline > now:
                 continue  # still waiting: no need to read its record
             task = self._svc.store.get(task_id)
-            if task is None or task.status not in (Status.QUEUED, Status.RETRYING):
+            if task is None or task.status not in RUNNABLE:
                 registry.unpark(redis, names, task_type, task_id)  # cancelled meanwhile, say
                 continue
             with logs.traced(task.trace_id):
@@ -192,33 +199,25 @@ class Sweeper:
             log.warning("task %s: a worker serves %s now; enqueued", task.task_id, task.type)
 
     def _expire_unserved(self, task: Task, repairs: Repairs) -> None:
-        reason = f"no_worker: no running worker served task type {task.type!r} in time"
-        error = TaskError(
-            "no_worker",
-            f"no running worker served task type {task.type!r} within {task.queue_timeout_s} s",
-        )
+        decision = decide(task, AttemptEnd(Ending.UNSERVED))
         redis, names = self._svc.redis, self._svc.config.names
-        try:
-            moved = self._svc.store.transition(
-                task, Status.FAILED, error=error, finished_at=now_iso(), waiting=None
-            )
-        except ConditionLost:
+        if self._svc.lifecycle.settle(task, decision) is None:
             return  # it moved on meanwhile: the next pass looks again
-        self._svc.events.append(Event.status_of(moved))
+        reason = decision.dead_letter or "no_worker"
         if self._dead_letter is not None:
             try:
-                self._dead_letter(
-                    Submitted(task.task_id, task.type, task.trace_id, task.traceparent), reason
-                )
+                self._dead_letter(Submitted.of(task), reason)
             except Exception:
                 log.warning("task %s: not dead-lettered", task.task_id, exc_info=True)
+            else:
+                self._svc.lifecycle.dead_lettered(task)
         registry.unpark(redis, names, task.type, task.task_id)
         repairs.unserved += 1
         log.error("task %s: %s; failed and dead-lettered", task.task_id, reason)
 
     def _republish(self, task: Task, repairs: Repairs) -> None:
         try:
-            self._publish(Submitted(task.task_id, task.type, task.trace_id, task.traceparent))
+            self._publish(Submitted.of(task))
         except Exception:
             log.warning("task %s: still pending and not republished", task.task_id, exc_info=True)
             return
@@ -263,23 +262,11 @@ class Sweeper:
             )
 
     def _recover(self, task: Task, repairs: Repairs) -> None:
-        error = TaskError(
-            "lost", f"the worker running attempt {task.attempt} stopped (no heartbeat)"
-        )
-        store, events = self._svc.store, self._svc.events
-        try:
-            if task.cancel_requested_at is not None:
-                # Its owner asked it to stop: the lost attempt ends it, as a failed one would.
-                moved = store.transition(task, Status.CANCELLED, finished_at=now_iso())
-            elif task.attempt < task.max_attempts:
-                delay_s = backoff.intervals(task.attempt, task.retry_base_s, task.retry_cap_s)[-1]
-                retry_at = time.time() + delay_s
-                moved = store.transition(task, Status.RETRYING, error=error, retry_at=iso(retry_at))
-            else:
-                moved = store.transition(task, Status.FAILED, error=error, finished_at=now_iso())
-        except ConditionLost:
+        end = AttemptEnd(Ending.LOST, cancel_requested=task.cancel_requested_at is not None)
+        decision = decide(task, end)
+        moved = self._svc.lifecycle.settle(task, decision)
+        if moved is None:
             return  # it moved on by itself after all: its worker was alive
-        events.append(Event.status_of(moved))
         self._drop_job(task.task_id)
         if moved.status is Status.RETRYING:
             dispatch(self._svc, moved, self._served)  # parked if its type lost its workers
@@ -289,7 +276,7 @@ class Sweeper:
                 task.task_id,
                 task.attempt,
                 task.attempt + 1,
-                delay_s,
+                decision.delay_s,
             )
         elif moved.status is Status.CANCELLED:
             repairs.recovered += 1

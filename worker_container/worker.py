@@ -12,19 +12,46 @@ import logging
 import sys
 
 from redis import Redis
-from rq import Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.worker import BaseWorker
+from rq.job import Job
 
 from taskcore import logs
+from taskcore.config import Config
 from taskcore.definition import TaskModuleError
 from taskcore.errors import ConfigError
 from taskcore.tasktype import QUEUE_NAME
 
-from . import services
+from .job import TaskJob
 from .registry import Advertiser
+from .services import Services
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 60
+
+
+class _GivesServices(BaseWorker):
+    """An RQ worker that gives each job it runs this worker's :class:`Services`
+    (:class:`~.job.TaskJob`), built once, before any job: a forked work horse inherits them
+    ready, with the task modules imported."""
+
+    def __init__(self, queues: list[str], services: Services, **options: object) -> None:
+        super().__init__(queues, connection=services.redis, job_class=TaskJob, **options)  # type: ignore[arg-type]
+        self.services = services
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if isinstance(job, TaskJob):
+            job.services = self.services
+        super().execute_job(job, queue)
+
+
+class TaskWorker(_GivesServices, Worker):
+    """Runs each job in a work horse forked for it."""
+
+
+class SimpleTaskWorker(_GivesServices, SimpleWorker):
+    """Runs each job in its own process, one after another (tests and tools)."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Build the clients and import the tasks before RQ forks a work horse per job, so each
         # job inherits them.
-        svc = services.current()
+        svc = Services.build(Config.from_env(need=["redis"]), load_tasks=True)
     except (ConfigError, TaskModuleError) as exc:
         log.error("%s", exc)
         sys.exit(2)
@@ -55,9 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     queues = wanted or declared
     served = sorted(n for n, d in svc.definitions.items() if d.task_type.queue in queues)
     rq_queues = svc.config.names.rq_queues(queues)
-    worker = Worker(
+    worker = TaskWorker(
         rq_queues,
-        connection=svc.redis,
+        svc,
         name=args.name,
         # Also how often a worker bids for the scheduler lock when its holder died (RQ's
         # default is 10 min); the sweeper covers the gap, this makes it shorter.

@@ -14,7 +14,7 @@ from taskcore.status import Status
 from taskcore.task import Progress
 from worker_container.eventlog import EventLog
 
-from .server import task_id
+from .server import bench_task
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     config = Config.from_env(need=["redis"])
     log = EventLog(Redis.from_url(config.redis), config.names, 3600)
-    ids = [task_id(i) for i in range(args.count)]
+    tasks = [bench_task(i) for i in range(args.count)]
     started = time.perf_counter()
     for sent in range(int(args.rate * args.seconds)):
         delay = started + sent / args.rate - time.perf_counter()
@@ -33,10 +33,9 @@ def main() -> None:
             time.sleep(delay)
         # The publish time travels in the message, so the watcher can tell the latency.
         progress = Progress(sent % 100, repr(time.time()))
+        task = tasks[sent % args.count]
         log.append(
-            Event(
-                ids[sent % args.count], EventKind.PROGRESS, Status.RUNNING, 1, progress, now_iso()
-            )
+            Event(task.task_id, EventKind.PROGRESS, Status.RUNNING, 1, progress, now_iso()), task
         )
 
 

@@ -37,28 +37,31 @@ def task_id(index: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"taskcast-bench-{index}"))
 
 
+def bench_task(index: int) -> Task:
+    """The running task the benchmark's watchers of ``index`` watch."""
+    return Task(
+        task_id=task_id(index),
+        owner=OWNER,
+        type="demo.noop",
+        payload={},
+        status=Status.RUNNING,
+        priority=Priority.NORMAL,
+        max_attempts=1,
+        timeout_s=3600,
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+        expires_at=int(time.time()) + 3600,
+        trace_id="bench",
+        attempt=1,
+    )
+
+
 def _load_tasks(config: Config, count: int) -> None:
     client = boto3.client("dynamodb", region_name=config.region)
     dynamodb.ensure_tables(client, config.names.tasks_table, config.names.idempotency_table)
     store = TaskStore(client, config.names.tasks_table)
     for index in range(count):
-        store.create(
-            Task(
-                task_id=task_id(index),
-                owner=OWNER,
-                type="demo.noop",
-                payload={},
-                status=Status.RUNNING,
-                priority=Priority.NORMAL,
-                max_attempts=1,
-                timeout_s=3600,
-                created_at="2026-01-01T00:00:00.000Z",
-                updated_at="2026-01-01T00:00:00.000Z",
-                expires_at=int(time.time()) + 3600,
-                trace_id="bench",
-                attempt=1,
-            )
-        )
+        store.create(bench_task(index))
 
 
 async def _taskcast(port: int, count: int) -> None:

@@ -44,7 +44,7 @@ async def test_dead_messages_are_listed_replayed_once_and_purged(shared_stack: S
     )
     task = make_task("demo.noop", owner="dev")
     store.create(task)
-    message = Submitted(task.task_id, task.type, task.trace_id).encode()
+    message = Submitted.of(task).encode()
     for _ in range(2):  # dead-lettered twice: replaying both must still run it once
         await bury(shared_stack, message, task.task_id, "relay failed 6 times")
     await bury(shared_stack, b"not json", "garbage", "unparseable: body is not JSON")

@@ -102,7 +102,7 @@ async def test_dead_letters_are_listed_without_being_taken_replayed_and_purged(
     )
     for task in (pending, failed):
         store.create(task)
-        body = Submitted(task.task_id, task.type, task.trace_id).encode()
+        body = Submitted.of(task).encode()
         await bury(amqp, config.names, body, task.task_id)
     await bury(amqp, config.names, b"not json", "garbage")
 
@@ -155,7 +155,7 @@ async def test_a_dead_letter_that_cannot_be_replayed_stays_and_the_others_go_on(
     cancelled = make_task("demo.noop", status=Status.CANCELLED)
     for task in (gone, cancelled):
         store.create(task)
-        body = Submitted(task.task_id, task.type, task.trace_id).encode()
+        body = Submitted.of(task).encode()
         await bury(amqp, config.names, body, task.task_id)
 
     response = edge.http.post(

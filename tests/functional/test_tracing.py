@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
 import pytest
 import redis
 from chalice.test import Client
-from rq import SimpleWorker
 from rq.job import Job
 
 from taskcore import trace
@@ -29,6 +27,7 @@ from tests.integration.helpers import default_queues, logged_events
 from worker_container import services
 from worker_container.registry import Advertiser
 from worker_container.relay import Relay
+from worker_container.worker import SimpleTaskWorker
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +38,11 @@ QUICK = {"type": "demo.sleep", "payload": {"seconds": 0, "fail_rate": 0, "steps"
 
 
 @pytest.fixture
-def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
+def svc(aws: Any, redis_client: redis.Redis, config: Config) -> services.Services:
     """The worker side's services in this namespace, its demo types advertised as served."""
-    services.current.cache_clear()
-    built = services.current()
+    built = services.Services.build(config, load_tasks=True)
     Advertiser(built.redis, config.names, built.definitions).advertise()
-    yield built
-    services.current.cache_clear()
+    return built
 
 
 async def test_the_caller_s_trace_reaches_message_job_record_every_event_and_the_worker_s_logs(
@@ -77,7 +74,7 @@ async def test_the_caller_s_trace_reaches_message_job_record_every_event_and_the
     with caplog.at_level(logging.INFO):
         assert Relay(svc).relay(message.body, message.headers).dead_reason is None
         assert Job.fetch(task_id, connection=svc.redis).kwargs == {"traceparent": traceparent}
-        SimpleWorker(default_queues(svc), connection=svc.redis).work(burst=True)
+        SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
 
     record = TaskStore(aws, config.names.tasks_table).get(task_id)
     assert record is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,14 +14,12 @@ from worker_container.registry import Advertiser
 
 
 @pytest.fixture
-def svc(aws: Any, redis_client: redis.Redis, config: Config) -> Iterator[services.Services]:
-    """The worker-side services of this test's namespace, built afresh and forgotten after."""
-    services.current.cache_clear()
-    built = services.current()
+def svc(aws: Any, redis_client: redis.Redis, config: Config) -> services.Services:
+    """The worker-side services of this test's namespace, as a worker builds them."""
+    built = services.Services.build(config, load_tasks=True)
     # As a live worker would: say that the demo types are served, so tasks are enqueued.
     Advertiser(built.redis, config.names, built.definitions).advertise()
-    yield built
-    services.current.cache_clear()
+    return built
 
 
 @pytest.fixture

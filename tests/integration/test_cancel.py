@@ -19,8 +19,9 @@ from worker_container import services
 from worker_container.canceller import Canceller, Pending
 from worker_container.job import run_task
 from worker_container.relay import Relay
+from worker_container.worker import SimpleTaskWorker
 
-from .helpers import logged_events, make_task
+from .helpers import default_queues, logged_events, make_task
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +63,13 @@ def test_a_cancelled_queued_task_loses_its_job_and_a_late_job_does_nothing(
 ) -> None:
     task = make_task()
     store.create(task)
-    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+    Relay(svc).relay(Submitted.of(task).encode())
     assert Job.exists(task.task_id, connection=svc.redis)
 
     Canceller(svc).request(task.task_id)
     assert not Job.exists(task.task_id, connection=svc.redis)
     run_task(
-        task.task_id, task.type
+        svc, task.task_id, task.type
     )  # a job that was already taken runs anyway: it must not start the task
 
     final = store.get(task.task_id)
@@ -80,10 +81,31 @@ def test_a_cancelled_queued_task_loses_its_job_and_a_late_job_does_nothing(
     ]
 
 
-def test_a_task_whose_cancel_was_recorded_is_cancelled_by_the_relay_not_queued(
+def test_a_task_whose_cancel_was_recorded_is_cancelled_by_its_job_never_started(
     svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
 ) -> None:
-    """The submit message overtook the cancel message: the record's request decides."""
+    """The submit message overtook the cancel message: the record's request decides. The relay
+    reads no record, so it queues the task; the job's start is refused and it cancels."""
+    task = make_task()
+    store.create(task)
+    store.request_cancel(task.task_id)
+
+    Relay(svc).relay(Submitted.of(task).encode())
+    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+
+    final = store.get(task.task_id)
+    assert final is not None
+    assert (final.status, final.attempt) == (Status.CANCELLED, 0)
+    assert [e.status for e in logged_events(redis_client, config.names, task.task_id)] == [
+        Status.QUEUED,
+        Status.CANCELLED,
+    ]
+
+
+def test_a_message_without_its_record_is_relayed_from_the_store_and_a_cancel_there_stops_it(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
+) -> None:
+    """A message of an earlier version carries no record: the relay reads it, and cancels."""
     task = make_task()
     store.create(task)
     store.request_cancel(task.task_id)
@@ -108,7 +130,7 @@ def test_a_job_whose_task_has_a_cancel_recorded_cancels_it_and_never_starts_it(
     task = created(store, *path)
     store.request_cancel(task.task_id)
 
-    run_task(task.task_id, task.type)
+    run_task(svc, task.task_id, task.type)
 
     final = store.get(task.task_id)
     assert final is not None
@@ -121,21 +143,22 @@ def test_a_cancel_cannot_be_recorded_on_an_ended_task(store: TaskStore) -> None:
         store.request_cancel(task.task_id)
 
 
-def test_a_submit_that_arrives_after_the_cancel_is_acked_and_not_queued(
-    svc: services.Services, store: TaskStore
+def test_a_submit_that_arrives_after_the_cancel_is_acked_and_never_runs(
+    svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
 ) -> None:
     task = make_task()
     store.create(task)
     Canceller(svc).request(task.task_id)
 
-    assert (
-        Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode()).dead_reason
-        is None
-    )
-    assert not Job.exists(task.task_id, connection=svc.redis)
+    assert Relay(svc).relay(Submitted.of(task).encode()).dead_reason is None
+    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)  # the job the relay made
     final = store.get(task.task_id)
     assert final is not None
-    assert final.status is Status.CANCELLED
+    assert (final.status, final.attempt) == (Status.CANCELLED, 0)
+    # The log refused the late ``queued``: the task never steps back from its end.
+    assert [e.status for e in logged_events(redis_client, config.names, task.task_id)] == [
+        Status.CANCELLED
+    ]
 
 
 def test_cancelling_an_ended_task_is_a_no_op(
@@ -153,7 +176,7 @@ def test_a_running_cooperative_handler_stops_at_its_next_step(
     svc: services.Services, store: TaskStore, config: Config
 ) -> None:
     task = created(store, Status.QUEUED, seconds=30, steps=100, fail_rate=0)
-    running = threading.Thread(target=run_task, args=(task.task_id, task.type))
+    running = threading.Thread(target=run_task, args=(svc, task.task_id, task.type))
     running.start()
     try:
         while (

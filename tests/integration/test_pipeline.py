@@ -11,7 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from taskcore.clock import iso
 from taskcore.config import Config
@@ -23,6 +23,7 @@ from tests.conftest import drain
 from worker_container import services
 from worker_container.canceller import Canceller
 from worker_container.relay import Relay, RelayService
+from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -62,7 +63,7 @@ async def until(predicate: Any, timeout_s: float = 10.0) -> None:
 
 def run_jobs(svc: services.Services) -> None:
     """Drain the RQ queues in this process (so moto's in-process mock serves the job)."""
-    SimpleWorker(default_queues(svc), connection=svc.redis).work(burst=True)
+    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
 
 
 async def submit(
@@ -77,7 +78,7 @@ async def submit(
     await publish(
         channel,
         config,
-        Submitted(task.task_id, task.type, task.trace_id).encode(),
+        Submitted.of(task).encode(),
         task.task_id,
         f"task.submitted.{task_type}",
     )
@@ -101,9 +102,13 @@ async def test_relay_queues_the_task_emits_the_event_and_acks(
     await until(lambda: rq_queue_length(svc) == 1)
     task = store.get(task_id)
     assert task is not None
-    assert task.status is Status.QUEUED
+    # ``queued`` is an event, not a write: the record waits as ``pending`` for its worker.
+    assert task.status is Status.PENDING
     (event,) = logged_events(redis_client, config.names, task_id)
     assert (event.seq, event.status, event.kind) == (1, Status.QUEUED, EventKind.STATUS)
+    assert event.hops is not None
+    assert event.hops["accepted"] == task.created_at
+    assert event.hops["queued"] is not None
     assert svc.queue_of(task).job_ids == [task_id]
     queue = await amqp.get_queue(config.names.tasks_queue)
     await until(lambda: queue.declaration_result.message_count == 0)
@@ -114,7 +119,7 @@ def test_a_message_delivered_twice_queues_the_task_once(
 ) -> None:
     task = make_task()
     store.create(task)
-    body = Submitted(task.task_id, task.type, task.trace_id).encode()
+    body = Submitted.of(task).encode()
     relay = Relay(svc)
 
     assert relay.relay(body).dead_reason is None
@@ -131,7 +136,7 @@ def test_a_delayed_task_is_queued_now_and_scheduled_to_start_at_its_run_at(
     task = make_task(run_at=iso(run_at))
     store.create(task)
 
-    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+    Relay(svc).relay(Submitted.of(task).encode())
 
     assert rq_queue_length(svc) == 0  # not runnable yet
     registry = svc.queue_of(task).scheduled_job_registry
@@ -161,7 +166,7 @@ def test_a_redelivery_after_a_crash_before_the_enqueue_still_enqueues(
     task = make_task(status=Status.QUEUED)
     store.create(task)
 
-    Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+    Relay(svc).relay(Submitted.of(task).encode())
 
     assert svc.queue_of(task).job_ids == [task.task_id]
 
@@ -289,19 +294,22 @@ async def test_a_failing_handler_fails_the_task_with_its_error(
     assert last.error == task.error
 
 
-def test_a_duplicate_job_of_a_finished_task_does_nothing(
+def test_a_duplicate_job_of_a_finished_task_runs_nothing_and_brings_the_log_up_to_date(
     svc: services.Services, store: TaskStore, config: Config, redis_client: redis.Redis
 ) -> None:
     task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
-    store.create(task)
+    store.create(task)  # and no log: Redis lost it
     Queue(config.names.rq_queue(task.priority), connection=svc.redis).enqueue(
         "worker_container.job.run_task", task.task_id, task.type
     )
 
     run_jobs(svc)
+    run_jobs(svc)  # nothing left to run: the job ran once
 
     assert store.get(task.task_id) == task
-    assert logged_events(redis_client, config.names, task.task_id) == []
+    # The job found the record ended: the log, lost, now tells watchers so.
+    (event,) = logged_events(redis_client, config.names, task.task_id)
+    assert (event.status, event.attempt) == (Status.SUCCEEDED, 1)
 
 
 def test_an_attempt_that_runs_over_its_timeout_fails_as_timeout(

@@ -29,6 +29,7 @@ from taskcore.store import TaskStore
 from taskcore.task import Progress, Task, TaskError
 from tests.conftest import WATCH_SECRET
 from worker_container.eventlog import EventLog
+from worker_container.lifecycle import Lifecycle
 
 from .helpers import make_task
 
@@ -54,6 +55,8 @@ class World:
             service,
             url,
         )
+        # Every progress report written to the record too, so the tests can read it there.
+        self.lifecycle = Lifecycle(store, events, checkpoint_s=0)
 
     def create(self, **changes: Any) -> Task:
         task = make_task(**changes)
@@ -61,15 +64,13 @@ class World:
         return task
 
     def move(self, task: Task, status: Status, **changes: Any) -> Task:
-        """Transition the record, then append the event: the order workers use."""
-        moved = self.store.transition(task, status, **changes)
-        self.events.append(Event.status_of(moved))
+        """Transition the record, then append the event, as workers do (their lifecycle)."""
+        moved = self.lifecycle.transition(task, status, **changes)
+        assert moved is not None
         return moved
 
     def progress(self, task: Task, percent: float) -> Task:
-        moved = self.store.report_progress(task, Progress(percent, f"{percent}%"))
-        self.events.append(Event.progress_of(moved))
-        return moved
+        return self.lifecycle.progress(task, Progress(percent, f"{percent}%"))
 
     def token(self, task: Task, ttl_s: int = 60, owner: str | None = None) -> str:
         return token.issue(WATCH_SECRET.encode(), task.task_id, owner or task.owner, ttl_s)[0]
@@ -187,6 +188,45 @@ async def test_a_watcher_gets_a_snapshot_then_live_events_then_end(world: World)
         "status": "succeeded",
         "result": {"ok": True},
     }
+    await ws.close()
+
+
+def forget_record(world: World, task: Task) -> None:
+    """Delete the task's DynamoDB record: whatever still answers came from Redis."""
+    world.store._client.delete_item(
+        TableName=world.config.names.tasks_table, Key={"task_id": {"S": task.task_id}}
+    )
+
+
+async def test_a_snapshot_comes_from_the_current_form_kept_beside_the_log(world: World) -> None:
+    task = world.move(world.create(), Status.QUEUED)
+    task = world.progress(world.move(task, Status.RUNNING, attempt=1), 40)
+    forget_record(world, task)
+
+    ws = await world.subscribe(task)
+    snapshot = await receive(ws)
+
+    assert snapshot["op"] == "snapshot"
+    assert (snapshot["task"]["status"], snapshot["task"]["progress"]["percent"]) == ("running", 40)
+    assert snapshot["cursor"]["seq"] == 3
+    await ws.close()
+
+
+async def test_a_watcher_early_for_a_task_gets_its_snapshot_from_its_first_event(
+    world: World,
+) -> None:
+    """Subscribed before the relay announced the task: no record read, the first event's form."""
+    task = world.create()
+    forget_record(world, task)
+    ws = await world.subscribe(task)
+    await asyncio.sleep(0.1)  # the watch is waiting for the first event now
+
+    world.lifecycle.queued(task)  # the relay's announcement: an event, not a write
+
+    snapshot = await receive(ws)
+    assert snapshot["op"] == "snapshot"
+    assert snapshot["task"]["status"] == "queued"
+    assert snapshot["cursor"]["seq"] == 1
     await ws.close()
 
 
@@ -468,10 +508,10 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_resumes_while
             def publish() -> None:  # from a thread, as a worker would from its own process
                 for n in range(1, count + 1):
                     slow_progress = replace(slow_task, progress=Progress(n / 10, padding))
-                    world.events.append(Event.progress_of(slow_progress))
+                    world.events.append(Event.progress_of(slow_progress), slow_progress)
                     if n % 10 == 0:
                         busy_progress = replace(busy_task, progress=Progress(n / 10, ""))
-                        world.events.append(Event.progress_of(busy_progress))
+                        world.events.append(Event.progress_of(busy_progress), busy_progress)
                 world.move(busy_task, Status.SUCCEEDED)
 
             await asyncio.to_thread(publish)

@@ -88,8 +88,7 @@ def test_a_queued_task_whose_job_redis_lost_is_enqueued_again_and_runs_once(
     assert sweeper.sweep().requeued == 0  # its job exists now
 
     assert Job.fetch(task.task_id, connection=swept.redis).get_status() is JobStatus.QUEUED
-    monkeypatch.setattr("worker_container.services.current", lambda: swept)
-    run_task(task.task_id, task.type)
+    run_task(swept, task.task_id, task.type)
     final = store.get(task.task_id)
     assert final is not None
     assert (final.status, final.attempt) == (Status.SUCCEEDED, 1)

@@ -4,11 +4,11 @@ tasks whose type no running worker serves, against the real Redis."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
-from rq import SimpleWorker
 from rq.job import Job
 
 from taskcore.config import Config
@@ -22,6 +22,7 @@ from worker_container.job import enqueue
 from worker_container.relay import Relay
 from worker_container.services import Services
 from worker_container.sweeper import Sweeper
+from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -33,13 +34,13 @@ def relayed(svc: Services, store: TaskStore, task_type: str, **changes: Any) -> 
     payload = changes.pop("payload", None)
     task = make_task(task_type, payload, **changes)
     store.create(task)
-    outcome = Relay(svc).relay(Submitted(task.task_id, task.type, task.trace_id).encode())
+    outcome = Relay(svc).relay(Submitted.of(task).encode())
     assert outcome.dead_reason is None
     return task.task_id
 
 
 def run_jobs(svc: Services) -> None:
-    SimpleWorker(default_queues(svc), connection=svc.redis).work(burst=True)
+    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
 
 
 def test_an_async_task_streams_its_own_events_in_order_between_running_and_the_end(
@@ -162,7 +163,7 @@ def test_a_job_that_reaches_a_worker_without_its_type_leaves_the_task_waiting(
 
     record = store.get(task_id)
     assert record is not None
-    assert record.status is Status.QUEUED
+    assert record.status is Status.PENDING  # queued (an event), never started
     assert record.attempt == 0
     assert registry.is_parked(redis_client, config.names, "demo.noop", task_id)
 
@@ -234,11 +235,12 @@ def test_nothing_is_appended_to_a_log_after_the_tasks_end(
     svc: Services, store: TaskStore, config: Config, redis_client: redis.Redis
 ) -> None:
     task = make_task("demo.noop", status=Status.SUCCEEDED, attempt=1)
-    ended = svc.events.append(Event.status_of(task))
+    ended = svc.events.append(Event.status_of(task), task)
     assert ended is not None
 
-    late = svc.events.append(Event.progress_of(task))
-    late_custom = svc.events.append(Event.custom_of(task, "log", "too late"))
+    running = replace(task, status=Status.RUNNING)
+    late = svc.events.append(Event.progress_of(running), running)
+    late_custom = svc.events.append(Event.custom_of(running, "log", "too late"), running)
 
     assert (late, late_custom) == (None, None)
     assert logged_events(redis_client, config.names, task.task_id) == [ended]
