@@ -200,16 +200,19 @@ class TaskStore:
         """
         for source in sources:
             check_transition(source, target)
-        assert not target.is_terminal, "a claim starts or queues a task, it never ends one"
         now = now_iso()
         names = {"#status": "status", "#updated": "updated_at", "#open": OPEN_STATUS_ATTRIBUTE}
         values: Item = {":target": {"S": str(target)}, ":now": {"S": now}}
-        sets = ["#status = :target", "#open = :target", "#updated = :now"]
+        sets = ["#status = :target", "#updated = :now"]
+        removes: list[str] = []
+        if target.is_terminal:
+            removes.append("#open")  # it leaves the index of unfinished tasks
+        else:
+            sets.append("#open = :target")
         if queued_at is not None:
             names["#queued"] = "queued_at"
             values[":queued"] = {"S": queued_at}
             sets.append("#queued = :queued")
-        removes: list[str] = []
         if start_attempt:
             names |= {
                 "#attempt": "attempt",
@@ -274,9 +277,7 @@ class TaskStore:
         extra_values: Item | None = None,
     ) -> Task:
         before, after = old.to_item(), new.to_item()
-        # Progress is written whatever ``old`` says: a caller's copy holds progress that only
-        # went to the event log (see worker_container.lifecycle), not to the record.
-        changed = {k: v for k, v in after.items() if before.get(k) != v or k in _PROGRESS}
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
         removed = [k for k in before if k not in after]
         names = {f"#f{i}": k for i, k in enumerate([*changed, *removed])}
         by_field = {v: k for k, v in names.items()}
@@ -434,9 +435,6 @@ class TaskStore:
             if "LastEvaluatedKey" not in response:
                 return
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
-_PROGRESS = frozenset({"progress_percent", "progress_message"})
 
 
 def _status_list(prefix: str, statuses: Iterable[Status], values: Item) -> str:

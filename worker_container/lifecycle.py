@@ -62,6 +62,8 @@ class Lifecycle:
         self._clock = clock
         self._written_at: dict[tuple[str, int], float] = {}
         """When each running attempt's record was last written (for progress checkpoints)."""
+        self._written: dict[tuple[str, int], Progress] = {}
+        """The progress each running attempt's record holds, when its events told more."""
 
     @property
     def store(self) -> TaskStore:
@@ -128,6 +130,9 @@ class Lifecycle:
                 log.warning("task %s: progress report dropped, the task moved on", task.task_id)
                 return task
             self._written_at[key] = now
+            self._written.pop(key, None)
+        else:
+            self._written.setdefault(key, task.progress)
         if self._events.append(Event.progress_of(moved), moved) is None:
             return task
         return moved
@@ -157,15 +162,24 @@ class Lifecycle:
     def transition(self, task: Task, target: Status, **changes: Any) -> Task | None:
         """Move ``task`` (as the caller last saw it) to ``target`` with ``changes``, then
         announce it; ``None`` if the record had moved on (nothing is written then)."""
+        key = (task.task_id, task.attempt)
+        as_written = task
+        if key in self._written:
+            # Progress that went only to the log goes to the record with this write.
+            as_written = replace(task, progress=self._written[key])
+            changes.setdefault("progress", task.progress)
         try:
-            moved = self._store.transition(task, target, **changes)
+            moved = self._store.transition(as_written, target, **changes)
         except ConditionLost:
             log.info(
                 "task %s: not moved to %s, it is no longer %s", task.task_id, target, task.status
             )
+            self._written_at.pop(key, None)
+            self._written.pop(key, None)
             return None
         if target is not Status.RUNNING:
-            self._written_at.pop((task.task_id, task.attempt), None)
+            self._written_at.pop(key, None)
+            self._written.pop(key, None)
         self._announce(moved)
         metrics.moved(task, moved)
         return moved

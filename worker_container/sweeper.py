@@ -51,8 +51,8 @@ from taskcore.task import Task
 from . import registry
 from .decision import AttemptEnd, Ending, decide
 from .job import dispatch
-from .lifecycle import RUNNABLE
 from .lease import Lease
+from .lifecycle import RUNNABLE
 from .registry import ServedTypes
 from .reporter import Reporter
 from .services import Services

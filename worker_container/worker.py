@@ -13,8 +13,8 @@ import sys
 
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
-from rq.worker import BaseWorker
 from rq.job import Job
+from rq.worker import BaseWorker
 
 from taskcore import logs
 from taskcore.config import Config

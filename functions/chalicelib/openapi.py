@@ -617,6 +617,11 @@ def _schemas(types: list[TaskType]) -> dict[str, Schema]:
                     "pattern": WRITTEN.pattern,
                     "description": "Its W3C trace context: the trace it continues, its own span.",
                 },
+                "queued_at": {
+                    **timestamp,
+                    "description": "When its current attempt was put in its queue (recorded "
+                    "when the attempt starts).",
+                },
             },
             optional=(
                 "result",
@@ -626,6 +631,7 @@ def _schemas(types: list[TaskType]) -> dict[str, Schema]:
                 "cancel_requested_at",
                 "waiting",
                 "traceparent",
+                "queued_at",
             ),
         ),
         "TaskType": _object(

@@ -73,7 +73,7 @@ async def test_the_caller_s_trace_reaches_message_job_record_every_event_and_the
 
     with caplog.at_level(logging.INFO):
         assert Relay(svc).relay(message.body, message.headers).dead_reason is None
-        assert Job.fetch(task_id, connection=svc.redis).kwargs == {"traceparent": traceparent}
+        assert Job.fetch(task_id, connection=svc.redis).kwargs["traceparent"] == traceparent
         SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
 
     record = TaskStore(aws, config.names.tasks_table).get(task_id)

@@ -74,6 +74,18 @@ def test_progress_ticks_cost_no_store_call_within_the_checkpoint_interval(
     assert calls == Counter({"UpdateItem": 2})
 
 
+def test_the_end_writes_the_progress_that_only_went_to_the_log(
+    svc: Services, store: TaskStore, calls: Counter[str]
+) -> None:
+    task_id = _run(svc, store, {"seconds": 0, "steps": 4, "fail_rate": 1})
+
+    final = store.get(task_id)
+    assert final is not None
+    assert final.status in (Status.RETRYING, Status.FAILED)
+    assert final.progress == Progress(100.0, "step 4 of 4")
+    assert calls == Counter({"UpdateItem": 2})
+
+
 def test_progress_is_checkpointed_to_the_record_once_the_interval_has_passed(
     svc: Services, store: TaskStore
 ) -> None:
