@@ -15,11 +15,12 @@ from redis import Redis
 from rq import Worker
 
 from taskcore import logs
+from taskcore.config import add_metrics_arguments, serve_metrics
 from taskcore.definition import TaskModuleError
 from taskcore.errors import ConfigError
 from taskcore.tasktype import QUEUE_NAME
 
-from . import services
+from . import metrics, services
 from .registry import Advertiser
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         "--queues",
         help="comma-separated queues to serve (default: every queue of the loaded task types)",
     )
+    add_metrics_arguments(parser)
     args = parser.parse_args(argv)
     wanted = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
     for queue in wanted:
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     if not svc.definitions:
         log.error("no task modules: set TASKCAST_TASKS to the modules that declare your tasks")
         sys.exit(2)
+    serve_metrics(parser, args, metrics.serve)
     declared = sorted({d.task_type.queue for d in svc.definitions.values()})
     queues = wanted or declared
     served = sorted(n for n, d in svc.definitions.items() if d.task_type.queue in queues)
@@ -74,11 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     advertiser = Advertiser(Redis.from_url(svc.config.redis), svc.config.names, served)
     advertiser.start()
     try:
-        worker.work(
-            burst=args.burst,
-            with_scheduler=True,
-            logging_level=logging.getLevelName(logging.getLogger().level),
-        )
+        # Each job runs in a work horse forked for it: what the horse counts is served here.
+        with metrics.collect_from_forks():
+            worker.work(
+                burst=args.burst,
+                with_scheduler=True,
+                logging_level=logging.getLevelName(logging.getLogger().level),
+            )
     finally:
         advertiser.stop()
 
