@@ -14,9 +14,10 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from taskcore import logs, protocol
-from taskcore.config import LOCALHOST, REALTIME_PORT, Config
+from taskcore.config import LOCALHOST, REALTIME_PORT, Config, add_metrics_arguments, serve_metrics
 from taskcore.store import TaskStore
 
+from . import metrics
 from .eventlog import EventLogReader
 from .hub import MAX_BUFFERED_EVENTS, Hub
 from .session import Limits, Session
@@ -48,7 +49,8 @@ class RealtimeService:
         session = Session(
             websocket, self.hub, self._store, self._reader, self._config.secret, self._limits
         )
-        await session.run()
+        with metrics.connection():
+            await session.run()
 
     def _health(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path == "/healthz":
@@ -101,6 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="taskcast's websocket fan-out service")
     parser.add_argument("--host", default=LOCALHOST)
     parser.add_argument("--port", type=int, default=REALTIME_PORT)
+    add_metrics_arguments(parser)
     args = parser.parse_args()
     logs.setup()
+    serve_metrics(parser, args, metrics.serve)
     asyncio.run(_main(args.host, args.port))

@@ -40,6 +40,7 @@ from taskcore.event import Cursor, Event
 from taskcore.protocol import TOO_SLOW, ErrorCode, ProtocolError, Subscribe, Unsubscribe
 from taskcore.store import TaskStore
 
+from . import metrics
 from .eventlog import EventLogReader
 from .hub import Hub, Resync
 from .watch import LogState, Need, Watch
@@ -233,6 +234,7 @@ class _TaskWatch:
         loop = asyncio.get_running_loop()
         async with self._hub.listen(self._task_id, self._on_overflow) as live:
             while not machine.ended:
+                delivered: Event | None = None
                 if machine.need is Need.SNAPSHOT:
                     grace_ends = None  # a reset starts over: a new end gets a grace of its own
                     state = await self._read_started()
@@ -253,25 +255,32 @@ class _TaskWatch:
                         grace_ends = None
                     elif grace_ends is None:
                         grace_ends = loop.time() + self._limits.terminal_grace_s
-                    await self._wait_live(machine, live, grace_ends)
+                    delivered = await self._wait_live(machine, live, grace_ends)
                 for frame in machine.data_to_send():
                     await self._send(frame)
+                if delivered is not None:
+                    metrics.delivered(delivered)
 
     async def _wait_live(
         self, machine: Watch, live: asyncio.Queue[Event | Resync], grace_ends: float | None
-    ) -> None:
-        """Feed the machine the next live event, or the log after a quiet spell or a resync."""
+    ) -> Event | None:
+        """Feed the machine the next live event, or the log after a quiet spell or a resync.
+
+        Returns the live event if the machine passed it on to the client (for its lag).
+        """
         loop = asyncio.get_running_loop()
         timeout = self._idle_timeout() if grace_ends is None else grace_ends - loop.time()
         try:
             item = await asyncio.wait_for(live.get(), timeout=max(timeout, 0))
         except TimeoutError:
             await self._when_quiet(machine)
-        else:
-            if isinstance(item, Resync):
-                machine.receive_log(await self._reader.read(self._task_id, machine.sent))
-            else:
-                machine.receive_live(item)
+            return None
+        if isinstance(item, Resync):
+            machine.receive_log(await self._reader.read(self._task_id, machine.sent))
+            return None
+        before = machine.sent
+        machine.receive_live(item)
+        return item if before < item.seq <= machine.sent else None
 
     async def _wait_first_event(
         self, machine: Watch, live: asyncio.Queue[Event | Resync], state: LogState

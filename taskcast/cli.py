@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -20,7 +20,9 @@ from taskcore.config import (
     EMULATOR_PORT,
     LOCAL_API_KEY,
     LOCALHOST,
+    METRICS_PORT,
     REALTIME_PORT,
+    port,
 )
 
 from .board import Board, summary
@@ -35,6 +37,9 @@ from .client import (
     TransportError,
     WatchError,
 )
+
+if TYPE_CHECKING:
+    from .local.stack import Ports
 
 log = logging.getLogger("taskcast")
 
@@ -212,12 +217,12 @@ def _resubmit_failed_task(client: Client, task_id: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .local.stack import Ports, up
+    from .local.stack import up
 
     return up(
         os.environ,
         host=args.host,
-        ports=Ports(args.edge_port, args.realtime_port, args.moto_port, args.console_port),
+        ports=_ports(args),
         workers=args.workers,
         tasks=args.tasks,
     )
@@ -225,9 +230,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .local.demo import run_demo, run_image_demo
-    from .local.stack import Ports
 
-    ports = Ports(args.edge_port, args.realtime_port, args.moto_port, args.console_port)
+    ports = _ports(args)
     if args.image:
         return run_image_demo(image_filter=args.filter, ports=ports)
     return run_demo(tasks=args.tasks, workers=args.workers, ports=ports)
@@ -253,6 +257,26 @@ def _port_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--moto-port", type=int, default=EMULATOR_PORT)
     command.add_argument(
         "--console-port", type=int, default=CONSOLE_PORT, help="where the web console is"
+    )
+    command.add_argument(
+        "--metrics-port",
+        type=_metrics_port,
+        default=METRICS_PORT,
+        metavar="PORT",
+        help=f"the first of the ports the parts serve Prometheus metrics on, one each "
+        f"(relay, sweeper, realtime, then each worker; default {METRICS_PORT}; 0 for none)",
+    )
+
+
+def _metrics_port(value: str) -> int | None:
+    return None if value == "0" else port(value)
+
+
+def _ports(args: argparse.Namespace) -> Ports:
+    from .local.stack import Ports
+
+    return Ports(
+        args.edge_port, args.realtime_port, args.moto_port, args.console_port, args.metrics_port
     )
 
 

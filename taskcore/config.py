@@ -7,10 +7,11 @@ once with a :class:`~taskcore.errors.ConfigError` that names the variable.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
@@ -32,6 +33,11 @@ REALTIME_PORT = 8765
 EMULATOR_PORT = 5000
 """The embedded AWS emulator (moto's server) that ``taskcast up`` starts."""
 CONSOLE_PORT = 8080
+METRICS_PORT = 9100
+"""The first of the ports ``taskcast up`` gives its parts' Prometheus metrics, one port each."""
+METRICS_HOST = "0.0.0.0"
+"""Where a part serves its metrics unless told otherwise: every interface, for a scraper on
+another host (as prometheus_client does)."""
 LOCAL_API_KEY = "dev-key"
 """The API key of the local stack's one user, ``dev`` (``taskcast up``), and the CLI's default."""
 _T = TypeVar("_T")
@@ -259,3 +265,49 @@ def _api_keys(value: str | None) -> dict[str, str]:
             raise ConfigError("TASKCAST_API_KEYS", "must be a comma-separated list of KEY=OWNER")
         keys[hashlib.sha256(key.encode()).hexdigest()] = owner
     return keys
+
+
+def port(value: str) -> int:
+    """A TCP port, 1-65535, from the command line (an ``argparse`` type: a bad one is a usage
+    error that names the option)."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-host``: where a part serves its Prometheus metrics."""
+    parser.add_argument(
+        "--metrics-port",
+        type=port,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port, at /metrics (default: none)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=METRICS_HOST,
+        metavar="HOST",
+        help=f"the address to serve metrics on (default {METRICS_HOST})",
+    )
+
+
+def serve_metrics(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    serve: Callable[[str, int], object],
+) -> None:
+    """Call ``serve(host, port)`` if the command line asked for metrics
+    (:func:`add_metrics_arguments`).
+
+    A port that cannot be listened on (taken, or privileged) ends the process at start-up, as a
+    usage error naming the option, rather than leaving a part running that no one can scrape.
+    """
+    if args.metrics_port is None:
+        return
+    try:
+        serve(args.metrics_host, args.metrics_port)
+    except OSError as exc:
+        parser.error(
+            f"--metrics-port {args.metrics_port}: cannot listen on "
+            f"{args.metrics_host}:{args.metrics_port} ({exc.strerror or exc})"
+        )

@@ -8,6 +8,7 @@ running (``make services`` starts them); a test that needs one that is down fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -36,6 +37,22 @@ WATCH_SECRET = "test-secret-that-is-long-enough"
 DEMO_TASKS = "taskcast_demo.tasks,taskcast_images.tasks"
 """The task modules every test's environment names: taskcast's own examples."""
 API_KEYS = "alice-key=alice,bob-key=bob"
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of ``count`` consecutive ports of this machine that are free now: for the
+    metrics of ``taskcast up``'s parts, one port each from the first."""
+    while True:
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            start = int(first.getsockname()[1])
+            try:
+                for port in range(start + 1, start + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except (OSError, OverflowError):
+                continue  # one of them is taken, or past 65535: try another start
+            return start
 
 
 def _require(host: str, port: int, what: str) -> None:

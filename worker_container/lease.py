@@ -30,6 +30,7 @@ return 0
 
 class Lease:
     def __init__(self, redis: Redis, key: str, ttl_s: float) -> None:
+        self._redis = redis
         self._key = key
         self._ttl_ms = int(ttl_s * 1000)
         self._token = uuid.uuid4().hex
@@ -39,6 +40,13 @@ class Lease:
     def hold(self) -> bool:
         """Take the lease or extend ours; ``False`` while someone else holds it."""
         return bool(self._acquire(keys=[self._key], args=[self._token, self._ttl_ms]))
+
+    def held(self) -> bool:
+        """Whether we hold the lease now (one read: for what only the holder reports)."""
+        holder = self._redis.get(self._key)
+        if isinstance(holder, bytes):
+            holder = holder.decode()
+        return holder == self._token
 
     def release(self) -> None:
         """Give the lease up now if we hold it, so another copy need not wait for expiry."""

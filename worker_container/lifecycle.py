@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from taskcore.clock import iso, now_iso
+from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.errors import ConditionLost
 from taskcore.event import Event
 from taskcore.status import Status
@@ -36,6 +36,7 @@ from taskcore.task import Progress, Task
 from . import metrics
 from .decision import Decision
 from .eventlog import EventLog
+from .metrics import Counted
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ RUNNABLE = frozenset({Status.PENDING, Status.QUEUED, Status.RETRYING})
 """Where an attempt starts from. ``pending``: the relay announced ``queued`` without writing it."""
 CHECKPOINT_S = 5.0
 """The least time between two durable writes of one attempt's progress."""
+_ENDINGS = {
+    Status.SUCCEEDED: Counted.SUCCEEDED,
+    Status.FAILED: Counted.FAILED,
+    Status.RETRYING: Counted.RETRIED,
+    Status.CANCELLED: Counted.CANCELLED,
+}
 
 
 class Lifecycle:
@@ -79,7 +86,7 @@ class Lifecycle:
         """
         moved = task.with_status(Status.QUEUED, queued_at=now_iso())
         if self._announce(moved) is not None:
-            metrics.submitted(task.type)
+            metrics.count(Counted.SUBMITTED, task.type)
         return moved
 
     def park(self, task_id: str, task_type: str, reason: str) -> Task:
@@ -90,7 +97,7 @@ class Lifecycle:
             task_id, frozenset({Status.PENDING}), Status.QUEUED, task_type=task_type, waiting=reason
         )
         if self._announce(moved) is not None:
-            metrics.submitted(task_type)
+            metrics.count(Counted.SUBMITTED, task_type)
         return moved
 
     def start(self, task_id: str, task_type: str, queued_at: str | None = None) -> Task:
@@ -110,7 +117,11 @@ class Lifecycle:
         )
         self._written_at[(task_id, task.attempt)] = self._clock()
         self._announce(task)
-        metrics.started(task)
+        metrics.count(Counted.STARTED, task.type)
+        if task.queued_at is not None and task.started_at is not None:
+            metrics.observe_queue_wait(
+                task.type, parse_iso(task.started_at) - parse_iso(task.queued_at)
+            )
         return task
 
     def progress(self, task: Task, progress: Progress) -> Task:
@@ -181,12 +192,23 @@ class Lifecycle:
             self._written_at.pop(key, None)
             self._written.pop(key, None)
         self._announce(moved)
-        metrics.moved(task, moved)
+        self._count(task, moved)
         return moved
+
+    @staticmethod
+    def _count(before: Task, after: Task) -> None:
+        """Count how an attempt or a task ended, and how long the attempt ran."""
+        counted = _ENDINGS.get(after.status)
+        if counted is not None:
+            metrics.count(counted, after.type)
+        if before.status is Status.RUNNING and before.started_at is not None:
+            metrics.observe_runtime(
+                after.type, parse_iso(after.updated_at) - parse_iso(before.started_at)
+            )
 
     def dead_lettered(self, task: Task) -> None:
         """Count ``task``'s message as dead-lettered (its record says why it failed)."""
-        metrics.dead_lettered(task.type)
+        metrics.count(Counted.DEAD_LETTERED, task.type)
 
     def reannounce(self, task: Task) -> None:
         """Put the record's state (read by the caller) in the log if the log is behind it.

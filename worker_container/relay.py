@@ -18,6 +18,7 @@ never requeued into a hot loop.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -30,13 +31,13 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from aio_pika.exceptions import DeliveryError
 
 from taskcore import logs, trace
-from taskcore.config import Config
+from taskcore.config import Config, add_metrics_arguments, serve_metrics
 from taskcore.errors import ConditionLost, ValidationError
 from taskcore.message import TRACEPARENT_HEADER, CancelRequested, Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
-from . import failpoint
+from . import failpoint, metrics
 from .canceller import Canceller
 from .job import dispatch
 from .registry import ServedTypes, waiting_reason
@@ -256,9 +257,13 @@ async def _serve(config: Config) -> None:
     await RelayService(config, Relay(svc), Canceller(svc)).run(stop)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="taskcast's relay, from RabbitMQ into RQ")
+    add_metrics_arguments(parser)
+    args = parser.parse_args(argv)
     logs.setup()
     config = Config.from_env(need=("rabbitmq", "redis"))
+    serve_metrics(parser, args, metrics.serve)
     asyncio.run(_serve(config))
 
 

@@ -37,18 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import aio_pika
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from taskcore import logs
 from taskcore.clock import iso, parse_iso
-from taskcore.config import Config
+from taskcore.config import Config, add_metrics_arguments, serve_metrics
 from taskcore.message import Envelope, Submitted
 from taskcore.status import Status
 from taskcore.task import Task
 
-from . import registry
+from . import metrics, registry
 from .decision import AttemptEnd, Ending, decide
 from .job import dispatch
 from .lease import Lease
@@ -329,10 +329,13 @@ class SweeperService:
             # Three missed passes before another copy takes over.
             lease = Lease(self._svc.redis, names.sweeper_lease, ttl_s=3 * interval)
             log.info("sweeper ready: every %d s, when it holds the lease", interval)
+            # RQ's queue lengths and workers are the namespace's: only the holder reports them.
+            metrics.RQ_FIGURES.follow(self._svc.redis, names, lease)
             while not stop.is_set():
                 await self._pass(lease, sweeper)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
+            metrics.RQ_FIGURES.forget()
             await reporting
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(lease.release)
@@ -355,23 +358,22 @@ class SweeperService:
             log.debug("sweep found nothing to repair (%.1f s)", took)
 
 
-async def _serve(config: Config, metrics_port: int | None) -> None:
+async def _serve(config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if metrics_port is not None:
-        start_http_server(metrics_port)
     await SweeperService(config, Services.build(config)).run(stop)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="taskcast's sweeper (run as many as you like)")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    add_metrics_arguments(parser)
     args = parser.parse_args(argv)
     logs.setup()
     config = Config.from_env(need=("rabbitmq", "redis"))
-    asyncio.run(_serve(config, args.metrics_port))
+    serve_metrics(parser, args, metrics.serve)
+    asyncio.run(_serve(config))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,12 @@ from rq.job import Job
 from rq.worker import BaseWorker
 
 from taskcore import logs
-from taskcore.config import Config
+from taskcore.config import Config, add_metrics_arguments, serve_metrics
 from taskcore.definition import TaskModuleError
 from taskcore.errors import ConfigError
 from taskcore.tasktype import QUEUE_NAME
 
+from . import metrics
 from .job import TaskJob
 from .registry import Advertiser
 from .services import Services
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         "--queues",
         help="comma-separated queues to serve (default: every queue of the loaded task types)",
     )
+    add_metrics_arguments(parser)
     args = parser.parse_args(argv)
     wanted = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
     for queue in wanted:
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     if not svc.definitions:
         log.error("no task modules: set TASKCAST_TASKS to the modules that declare your tasks")
         sys.exit(2)
+    serve_metrics(parser, args, metrics.serve)
     declared = sorted({d.task_type.queue for d in svc.definitions.values()})
     queues = wanted or declared
     served = sorted(n for n, d in svc.definitions.items() if d.task_type.queue in queues)
@@ -101,11 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     advertiser = Advertiser(Redis.from_url(svc.config.redis), svc.config.names, served)
     advertiser.start()
     try:
-        worker.work(
-            burst=args.burst,
-            with_scheduler=True,
-            logging_level=logging.getLevelName(logging.getLogger().level),
-        )
+        # Each job runs in a work horse forked for it: what the horse counts is served here.
+        with metrics.collect_from_forks():
+            worker.work(
+                burst=args.burst,
+                with_scheduler=True,
+                logging_level=logging.getLevelName(logging.getLogger().level),
+            )
     finally:
         advertiser.stop()
 

@@ -83,6 +83,9 @@ class Ports:
     moto: int = EMULATOR_PORT
     console: int | None = None
     """The console's port; ``None`` serves no console."""
+    metrics: int | None = None
+    """The first of the ports the parts serve Prometheus metrics on, one each, in the order of
+    :meth:`Stack.metrics_ports`; ``None`` serves none."""
 
 
 @dataclass
@@ -160,7 +163,7 @@ def _wait_port(host: str, port: int, timeout_s: float) -> bool:
 PARTS_NEED = {
     "the edge": ("chalice", "aio_pika", "jsonschema", "boto3"),
     "the relay and workers": ("rq", "redis", "aio_pika", "prometheus_client"),
-    "the realtime service": ("redis", "websockets"),
+    "the realtime service": ("redis", "websockets", "prometheus_client"),
     "the AWS emulator": ("moto",),
 }
 """What the parts ``taskcast up`` runs import: all of it comes with ``taskcast[local]``."""
@@ -261,6 +264,21 @@ class Stack:
         return self.env["TASKCAST_API_KEYS"].split(",")[0].split("=")[0].strip()
 
     @property
+    def metrics_ports(self) -> dict[str, int]:
+        """The port of each part's metrics, by part: consecutive from ``ports.metrics``, the
+        workers last, so that any number of workers never takes another part's port."""
+        first = self.ports.metrics
+        if first is None:
+            return {}
+        workers = [f"worker-{n}" for n in range(1, self.workers + 1)]
+        parts = ["relay", "sweeper", "realtime", *workers]
+        return {part: first + n for n, part in enumerate(parts)}
+
+    def _metrics_options(self, part: str) -> list[str]:
+        port = self.metrics_ports.get(part)
+        return [] if port is None else ["--metrics-port", str(port), "--metrics-host", self.host]
+
+    @property
     def console_url(self) -> str | None:
         return None if self.ports.console is None else f"http://{self.host}:{self.ports.console}/"
 
@@ -294,15 +312,24 @@ class Stack:
                 "--no-autoreload",
             ],
         )
-        self._spawn("relay", entry("worker_container.relay:main"))
+        self._spawn("relay", entry("worker_container.relay:main", *self._metrics_options("relay")))
         for n in range(1, self.workers + 1):
-            queues = [] if self.queues is None else ["--queues", self.queues]
-            self._spawn(f"worker-{n}", entry("worker_container.worker:main", *queues))
-        self._spawn("sweeper", entry("worker_container.sweeper:main"))
+            options = [] if self.queues is None else ["--queues", self.queues]
+            options += self._metrics_options(f"worker-{n}")
+            self._spawn(f"worker-{n}", entry("worker_container.worker:main", *options))
         self._spawn(
-            "realtime",
-            [python, "-m", "realtime", "--host", self.host, "--port", str(self.ports.realtime)],
+            "sweeper", entry("worker_container.sweeper:main", *self._metrics_options("sweeper"))
         )
+        realtime = [
+            python,
+            "-m",
+            "realtime",
+            "--host",
+            self.host,
+            "--port",
+            str(self.ports.realtime),
+        ]
+        self._spawn("realtime", realtime + self._metrics_options("realtime"))
         if self.ports.console is not None:
             self._spawn(
                 "console",
@@ -521,6 +548,15 @@ class Stack:
         self.stop()
 
 
+def metrics_lines(stack: Stack) -> str:
+    """Where each part serves its Prometheus metrics, for ``taskcast up`` to print."""
+    ports = stack.metrics_ports
+    if not ports:
+        return ""
+    each = ", ".join(f"{part} {port}" for part, port in ports.items())
+    return f"  metrics at http://{stack.host}:<port>/metrics: {each}\n"
+
+
 def up(
     env: Mapping[str, str], *, host: str, ports: Ports, workers: int, tasks: str | None = None
 ) -> int:
@@ -541,6 +577,7 @@ def up(
             print(
                 f"\ntaskcast is up: API {stack.edge_url}  realtime {stack.realtime_url}\n"
                 f"{console}"
+                f"{metrics_lines(stack)}"
                 f"  task types: {', '.join(sorted(stack.catalogue))}\n"
                 f"  try: taskcast --url {stack.edge_url} --api-key {stack.api_key} submit {first} --watch\n"
                 "  A part that dies is restarted. Ctrl-C stops everything.\n",

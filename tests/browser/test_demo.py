@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from taskcore.names import Names
-from tests.conftest import RABBITMQ_URL, WATCH_SECRET
+from tests.conftest import RABBITMQ_URL, WATCH_SECRET, free_ports_in_a_row
 
 from .conftest import REDIS_URL, drop_topology, free_port
 
@@ -35,6 +35,7 @@ def test_the_demo_stays_up_for_the_console_it_prints_until_ctrl_c(
     env.pop("AWS_ENDPOINT_URL", None)
     argv = [sys.executable, "-m", "taskcast.cli", "demo"]
     argv += [f"--{name}-port={port}" for name, port in ports.items()]
+    argv += [f"--metrics-port={free_ports_in_a_row(6)}"]  # the demo's three workers and the rest
     output = tmp_path / "demo.out"
     with output.open("w") as out:
         demo = subprocess.Popen(

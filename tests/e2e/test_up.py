@@ -19,6 +19,8 @@ import redis
 
 from taskcast import Client
 from taskcast.local import stack
+from tests.conftest import free_ports_in_a_row
+from tests.scrape import scrape, scrape_until
 
 from .conftest import free_port
 
@@ -59,11 +61,15 @@ def alive(pid: int) -> bool:
 class Up:
     """``taskcast up`` in a subprocess, its output in a file."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, edge: str, realtime: int):
+    def __init__(
+        self, process: subprocess.Popen[bytes], log: Path, edge: str, realtime: int, metrics: int
+    ):
         self.process = process
         self.log = log
         self.edge_url = edge
         self.realtime_port = realtime
+        self.metrics_port = metrics
+        """The first of the parts' metrics ports (``--metrics-port``)."""
 
     def output(self) -> str:
         return self.log.read_text()
@@ -86,6 +92,7 @@ def up(
     tmp_path: Path,
 ) -> Iterator[Up]:
     edge, realtime, moto, console = (free_port() for _ in range(4))
+    metrics = free_ports_in_a_row(4)  # relay, sweeper, realtime and the one worker
     log = tmp_path / "up.log"
     command = Path(sys.executable).with_name("taskcast")
     with log.open("wb") as out:
@@ -99,12 +106,13 @@ def up(
                 "1",
                 *("--edge-port", str(edge), "--realtime-port", str(realtime)),
                 *("--moto-port", str(moto), "--console-port", str(console)),
+                *("--metrics-port", str(metrics)),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    running = Up(process, log, f"http://127.0.0.1:{edge}", realtime)
+    running = Up(process, log, f"http://127.0.0.1:{edge}", realtime, metrics)
     seen: set[int] = set()
     try:
         running.wait_for(lambda out: "taskcast is up" in out, timeout_s=120)
@@ -190,3 +198,38 @@ def test_a_killed_relay_and_realtime_are_restarted_and_a_new_task_runs_and_is_wa
     assert "stopping..." in out
     assert not [pid for pid in (relay, realtime) if alive(pid)]
     assert "Traceback" not in out
+
+
+def test_up_prints_where_each_part_serves_its_metrics_and_each_serves_its_own(up: Up) -> None:
+    printed = re.search(r"metrics at http://127\.0\.0\.1:<port>/metrics: (.+)", up.output())
+    assert printed is not None, up.output()
+    ports = {part: int(port) for part, port in re.findall(r"([\w-]+) (\d+)", printed[1])}
+    first = up.metrics_port
+    assert ports == {
+        "relay": first,
+        "sweeper": first + 1,
+        "realtime": first + 2,
+        "worker-1": first + 3,
+    }
+
+    statuses = asyncio.run(asyncio.wait_for(watch_to_end(up), 60))
+    assert statuses[-1] == "succeeded", statuses
+
+    # The watch's live events reached it through realtime, which counted each one's lag.
+    realtime = scrape(ports["realtime"])
+    lag = realtime.value("taskcast_ws_delivery_lag_seconds_count")
+    assert lag is not None
+    assert lag >= 1
+    assert realtime.value("taskcast_ws_connections") is not None
+    # The sweeper holds its lease alone here: it reports RQ's queues and the one idle worker.
+    swept = scrape_until(
+        ports["sweeper"],
+        lambda s: s.value("taskcast_workers", state="idle") == 1,
+        what="the sweeper's RQ figures",
+    )
+    assert swept.value("taskcast_queue_length", queue="default") == 0
+    for part in ("relay", "worker-1", "sweeper"):
+        found = scrape(ports[part])
+        assert found.types.get("taskcast_tasks_succeeded") == "counter", part
+        assert found.types.get("taskcast_task_runtime_seconds") == "histogram", part
+        assert "taskcast_ws_connections" not in found.types, part

@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from taskcore.names import Names
-from tests.conftest import RABBITMQ_URL, REDIS_SERVER
+from tests.conftest import RABBITMQ_URL, REDIS_SERVER, free_ports_in_a_row
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +83,7 @@ class Newcomer:
         self.cwd = home
         self.edge_port, self.realtime_port, self.moto_port = free_port(), free_port(), free_port()
         self.console_port = free_port()
+        self.metrics_port = free_ports_in_a_row(5)  # taskcast up's default: two workers
         self.namespace = f"tut{uuid.uuid4().hex[:8]}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TASKCAST_", "AWS_"))},
@@ -143,6 +144,7 @@ class Newcomer:
         ports = (
             f" --edge-port {self.edge_port} --realtime-port {self.realtime_port}"
             f" --moto-port {self.moto_port} --console-port {self.console_port}"
+            f" --metrics-port {self.metrics_port}"
         )
         command = self.localised(text).strip() + ports
         self.stack = subprocess.Popen(

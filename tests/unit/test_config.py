@@ -1,6 +1,8 @@
+import argparse
+
 import pytest
 
-from taskcore.config import Config
+from taskcore.config import METRICS_HOST, Config, add_metrics_arguments
 from taskcore.errors import ConfigError
 
 FULL = {
@@ -89,3 +91,27 @@ def test_namespace_names_every_resource() -> None:
         "blue.default.low",
         "blue.images.low",
     ]
+
+
+def metrics_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskcast-relay")
+    add_metrics_arguments(parser)
+    return parser
+
+
+def test_metrics_are_served_only_on_a_port_given_and_on_every_interface_unless_told() -> None:
+    parser = metrics_parser()
+    assert vars(parser.parse_args([])) == {"metrics_port": None, "metrics_host": METRICS_HOST}
+    given = parser.parse_args(["--metrics-port", "9100", "--metrics-host", "127.0.0.1"])
+    assert (given.metrics_port, given.metrics_host) == (9100, "127.0.0.1")
+    assert parser.parse_args(["--metrics-port", "65535"]).metrics_port == 65535
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-1", "nine", "9100.0", "\u0669\u0661", ""])
+def test_a_metrics_port_that_is_no_port_is_a_usage_error_naming_the_option(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        metrics_parser().parse_args(["--metrics-port", value])
+    assert exited.value.code == 2
+    assert "argument --metrics-port" in capsys.readouterr().err

@@ -51,7 +51,7 @@ MAY_IMPORT: dict[str, tuple[set[str], set[str]]] = {
         {"taskcore"},
         {"boto3", "botocore", "aio_pika", "aiormq", "redis", "rq", "prometheus_client"},
     ),
-    "realtime": ({"taskcore"}, {"boto3", "botocore", "redis", "websockets"}),
+    "realtime": ({"taskcore"}, {"boto3", "botocore", "redis", "websockets", "prometheus_client"}),
     "infra": (
         {"taskcore"},
         {"boto3", "botocore", "aio_pika", "aiormq", "pamqp", "localstack_client"},
