@@ -18,16 +18,24 @@ from pathlib import Path
 import aio_pika
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
 from taskcast.local.stack import entry
 from taskcore.config import Config
+from taskcore.message import Submitted
+from taskcore.store import TaskStore
 from taskcore.tasktype import Priority
 from tests.scrape import Scrape, scrape, scrape_until
 from worker_container import metrics
 from worker_container.lease import Lease
+from worker_container.relay import Relay
+from worker_container.services import Services
+from worker_container.worker import SimpleTaskWorker
+
+from .helpers import default_queues, make_task
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +312,33 @@ def test_a_metrics_port_that_cannot_be_listened_on_stops_the_part_naming_the_opt
     assert done.returncode == 2, done.stderr
     assert f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_lifecycle_counts_each_fact_of_a_task_once(svc: Services, store: TaskStore) -> None:
+    def value(name: str, task_type: str) -> float:
+        return REGISTRY.get_sample_value(name, {"type": task_type}) or 0.0
+
+    names = (
+        "taskcast_tasks_submitted_total",
+        "taskcast_tasks_started_total",
+        "taskcast_tasks_retried_total",
+        "taskcast_tasks_failed_total",
+        "taskcast_queue_wait_seconds_count",
+        "taskcast_task_runtime_seconds_count",
+    )
+    before = {name: value(name, "demo.sleep") for name in names}
+    task = make_task("demo.sleep", {"seconds": 0, "steps": 1, "fail_rate": 1}, max_attempts=2)
+    store.create(task)
+    Relay(svc).relay(Submitted.of(task).encode())
+    Relay(svc).relay(Submitted.of(task).encode())  # a duplicate message: not counted again
+    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)  # fails, for good (TaskFailed)
+
+    moved = {name: value(name, "demo.sleep") - before[name] for name in names}
+    assert moved == {
+        "taskcast_tasks_submitted_total": 1,
+        "taskcast_tasks_started_total": 1,
+        "taskcast_tasks_retried_total": 0,
+        "taskcast_tasks_failed_total": 1,
+        "taskcast_queue_wait_seconds_count": 1,
+        "taskcast_task_runtime_seconds_count": 1,
+    }
