@@ -155,7 +155,10 @@ def main() -> None:
     env = {
         **os.environ,
         "TASKCAST_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
-        "TASKCAST_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        # TASKCAST_BENCH_REDIS_URL: a Redis of your own, away from anyone else's database 12.
+        "TASKCAST_REDIS_URL": os.environ.get(
+            "TASKCAST_BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}"
+        ),
         "TASKCAST_API_KEYS": "bench-key=bench",
         "TASKCAST_WATCH_SECRET": os.environ.get("TASKCAST_WATCH_SECRET", uuid.uuid4().hex),
         "TASKCAST_LOG_LEVEL": "WARNING",
