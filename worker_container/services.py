@@ -60,7 +60,8 @@ class Services:
 def current() -> Services:
     """This worker process's services, from the environment, with its task modules loaded.
 
-    Built once per process. The RQ worker builds them before it forks, so each job's work
-    horse inherits ready clients and imported tasks instead of paying for them again.
+    Built once per process. The worker builds them before its first job: its jobs run in its
+    process and use them all, and a work horse forked for an isolated type inherits them ready
+    instead of paying for them again.
     """
     return Services.build(Config.from_env(need=["redis"]), load_tasks=True)
