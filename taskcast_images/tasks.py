@@ -54,6 +54,9 @@ PAYLOAD = {
     max_attempts=3,
     retry_base_s=2,
     timeout_s=120,
+    # Pillow decodes images from anywhere in C, and a large one leaves the process's heap
+    # large: each attempt gets a process of its own, which a crash or the memory ends with.
+    isolated=True,
 )
 def filter_image(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Downloads an image (at most 20 MB, never from this machine's own network), applies a

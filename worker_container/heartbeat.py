@@ -1,7 +1,8 @@
 """The heartbeat of a running attempt: a Redis key that lives only while its worker does.
 
-A thread in the work horse sets ``names.heartbeat(task_id)`` to the attempt number, with a TTL,
-and sets it again every third of that TTL; the key is removed when the attempt ends. If the
+A thread of the process running the attempt (its worker, or the work horse of an isolated type)
+sets ``names.heartbeat(task_id)`` to the attempt number, with a TTL, and sets it again every
+third of that TTL; the key is removed when the attempt ends. If the
 worker is SIGKILLed, loses its host or hangs, the key expires, and the sweeper, seeing a
 ``running`` task with no heartbeat for a whole TTL, recovers it. The key is set, not extended,
 each time, so a live attempt's heartbeat comes back within a third of the TTL even after Redis

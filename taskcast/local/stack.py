@@ -455,7 +455,7 @@ class Stack:
 
     @staticmethod
     def _end_group(child: Child) -> None:
-        """Kill what the exited part left in its process group (an RQ work horse, say): the
+        """Kill what the exited part left in its process group (a worker's RQ scheduler): the
         part is dead, its work is repaired as any dead part's, and nothing outlives the stack."""
         # Right after poll() reaped the leader: the group id cannot have been reused yet.
         with contextlib.suppress(ProcessLookupError):  # nothing was left

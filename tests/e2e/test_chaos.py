@@ -81,7 +81,8 @@ def children(pid: int) -> list[int]:
 
 
 def part_of(stack: Stack, pid: int) -> str | None:
-    """The name of the part whose process group ``pid`` is in (RQ forks horses and schedulers)."""
+    """The name of the part whose process group ``pid`` is in (RQ forks schedulers, and horses
+    for isolated types)."""
     parts = {pid: name for name, pid in stack.pids().items()}
     with contextlib.suppress(ProcessLookupError):
         return parts.get(os.getpgid(pid))
@@ -97,7 +98,7 @@ def scheduler_worker(stack: Stack, redis_client: redis.Redis) -> str | None:
 
 
 def busy_worker(stack: Stack, redis_client: redis.Redis, only: str | None = None) -> str | None:
-    """The name of a worker part (``only``, if given) whose work horse is running a task now."""
+    """The name of a worker part (``only``, if given) that is running a task now."""
     for worker in Worker.all(connection=redis_client):
         job_id = worker.get_current_job_id()
         # The handler is running: its heartbeat is set from its start to its end.
@@ -125,10 +126,11 @@ async def test_sigkill_of_a_worker_mid_task_loses_and_repeats_nothing(
         )
         name = busy_worker(chaos.stack, redis_client, only=scheduler)
         assert name is not None
-        # What losing its machine does to a worker: its work horse (which RQ puts in a session
-        # of its own) dies with it.
-        for horse in children(chaos.stack.pids()[name]):
-            os.kill(horse, signal.SIGKILL)
+        # What losing its machine does to a worker: every process it started dies with it (its
+        # RQ scheduler; a work horse, which RQ puts in a session of its own, for an isolated
+        # type).
+        for child in children(chaos.stack.pids()[name]):
+            os.kill(child, signal.SIGKILL)
         chaos.stack.kill(name, signal.SIGKILL)
         await asyncio.sleep(1)
         chaos.stack.restart(name)

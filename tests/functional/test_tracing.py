@@ -25,9 +25,9 @@ from tests.conftest import drain
 from tests.functional.edge import ALICE, body_of, submit
 from tests.integration.helpers import default_queues, logged_events
 from worker_container import services
+from worker_container.execution import TaskWorker
 from worker_container.registry import Advertiser
 from worker_container.relay import Relay
-from worker_container.worker import SimpleTaskWorker
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ async def test_the_caller_s_trace_reaches_message_job_record_every_event_and_the
     with caplog.at_level(logging.INFO):
         assert Relay(svc).relay(message.body, message.headers).dead_reason is None
         assert Job.fetch(task_id, connection=svc.redis).kwargs["traceparent"] == traceparent
-        SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+        TaskWorker(default_queues(svc), svc).work(burst=True)
 
     record = TaskStore(aws, config.names.tasks_table).get(task_id)
     assert record is not None

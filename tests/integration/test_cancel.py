@@ -17,9 +17,9 @@ from taskcore.store import TaskStore
 from taskcore.task import Task
 from worker_container import services
 from worker_container.canceller import Canceller, Pending
+from worker_container.execution import TaskWorker
 from worker_container.job import run_task
 from worker_container.relay import Relay
-from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -91,7 +91,7 @@ def test_a_task_whose_cancel_was_recorded_is_cancelled_by_its_job_never_started(
     store.request_cancel(task.task_id)
 
     Relay(svc).relay(Submitted.of(task).encode())
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+    TaskWorker(default_queues(svc), svc).work(burst=True)
 
     final = store.get(task.task_id)
     assert final is not None
@@ -151,7 +151,7 @@ def test_a_submit_that_arrives_after_the_cancel_is_acked_and_never_runs(
     Canceller(svc).request(task.task_id)
 
     assert Relay(svc).relay(Submitted.of(task).encode()).dead_reason is None
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)  # the job the relay made
+    TaskWorker(default_queues(svc), svc).work(burst=True)  # the job the relay made
     final = store.get(task.task_id)
     assert final is not None
     assert (final.status, final.attempt) == (Status.CANCELLED, 0)

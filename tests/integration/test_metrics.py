@@ -30,10 +30,10 @@ from taskcore.store import TaskStore
 from taskcore.tasktype import Priority
 from tests.scrape import Scrape, scrape, scrape_until
 from worker_container import metrics
+from worker_container.execution import TaskWorker
 from worker_container.lease import Lease
 from worker_container.relay import Relay
 from worker_container.services import Services
-from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, make_task
 
@@ -331,7 +331,7 @@ def test_the_lifecycle_counts_each_fact_of_a_task_once(svc: Services, store: Tas
     store.create(task)
     Relay(svc).relay(Submitted.of(task).encode())
     Relay(svc).relay(Submitted.of(task).encode())  # a duplicate message: not counted again
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)  # fails, for good (TaskFailed)
+    TaskWorker(default_queues(svc), svc).work(burst=True)  # fails, for good (TaskFailed)
 
     moved = {name: value(name, "demo.sleep") - before[name] for name in names}
     assert moved == {

@@ -22,8 +22,8 @@ from taskcore.store import TaskStore
 from tests.conftest import drain
 from worker_container import services
 from worker_container.canceller import Canceller
+from worker_container.execution import TaskWorker
 from worker_container.relay import Relay, RelayService
-from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -63,7 +63,7 @@ async def until(predicate: Any, timeout_s: float = 10.0) -> None:
 
 def run_jobs(svc: services.Services) -> None:
     """Drain the RQ queues in this process (so moto's in-process mock serves the job)."""
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+    TaskWorker(default_queues(svc), svc).work(burst=True)
 
 
 async def submit(

@@ -19,10 +19,10 @@ from taskcore.message import Submitted
 from taskcore.status import Status
 from taskcore.store import TaskStore
 from taskcore.task import Progress
+from worker_container.execution import TaskWorker
 from worker_container.lifecycle import Lifecycle
 from worker_container.relay import Relay
 from worker_container.services import Services
-from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -47,7 +47,7 @@ def _run(svc: Services, store: TaskStore, payload: dict[str, Any]) -> str:
     task = make_task("demo.sleep", payload)
     store.create(task)  # the edge's one call
     assert Relay(svc).relay(Submitted.of(task).encode()).dead_reason is None
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+    TaskWorker(default_queues(svc), svc).work(burst=True)
     return task.task_id
 
 

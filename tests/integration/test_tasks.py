@@ -18,11 +18,11 @@ from taskcore.status import Status
 from taskcore.store import TaskStore
 from worker_container import registry
 from worker_container.context import EMIT_BURST, EMIT_RATE, EmitError, TaskContext
+from worker_container.execution import TaskWorker
 from worker_container.job import enqueue
 from worker_container.relay import Relay
 from worker_container.services import Services
 from worker_container.sweeper import Sweeper
-from worker_container.worker import SimpleTaskWorker
 
 from .helpers import default_queues, logged_events, make_task
 
@@ -40,7 +40,7 @@ def relayed(svc: Services, store: TaskStore, task_type: str, **changes: Any) -> 
 
 
 def run_jobs(svc: Services) -> None:
-    SimpleTaskWorker(default_queues(svc), svc).work(burst=True)
+    TaskWorker(default_queues(svc), svc).work(burst=True)
 
 
 def test_an_async_task_streams_its_own_events_in_order_between_running_and_the_end(

@@ -151,6 +151,16 @@ def test_a_shortcut_may_not_take_the_apis_own_paths_or_odd_names(shortcut: str) 
         TaskType("tests.bad", shortcut=shortcut)
 
 
+def test_isolation_is_declared_for_the_workers_and_stays_out_of_the_catalogue() -> None:
+    alone = task("tests.alone", isolated=True)(lambda ctx, payload: None)
+
+    assert alone.isolated is True
+    assert report.isolated is False
+    assert "isolated" not in json.dumps(Catalogue([alone.task_type]).to_json())
+    with pytest.raises(TypeError, match="isolated must be True or False"):
+        task("tests.odd", isolated="yes")(lambda ctx, payload: None)  # type: ignore[arg-type]
+
+
 def test_two_types_of_one_name_are_refused() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         Catalogue([report.task_type, report.task_type])
