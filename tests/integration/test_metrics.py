@@ -156,7 +156,9 @@ def test_what_a_forked_work_horse_counts_is_served_by_its_worker_process(
     env: dict[str, str], redis_client: redis.Redis, config: Config, task_type: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    with running("worker", tmp_path / "worker.log", *metrics_options(port)) as worker:
+    # A work horse per job, as for a task type declared isolated.
+    options = (*metrics_options(port), "--isolate-all")
+    with running("worker", tmp_path / "worker.log", *options) as worker:
         scrape_until(port, lambda _: True, what="the worker's metrics")
         queue = Queue(config.names.rq_queue(Priority.NORMAL), connection=redis_client)
         job = queue.enqueue(f"{__package__}.jobs.count_in_a_work_horse", task_type)
