@@ -1,11 +1,12 @@
 """Cancellation: what a cancel request does to a task, wherever it is in its life.
 
-- ``pending``, ``queued``, ``retrying``: it becomes ``cancelled`` at once (a conditional write and
-  its event) and its RQ job, if any, is deleted; a job that starts anyway finds the record
+- ``pending``, ``queued``, ``retrying``: it becomes ``cancelled`` at once (through the
+  lifecycle: a conditional write and its event) and its RQ job, if any, is deleted; a job that starts anyway finds the record
   cancelled and does nothing.
 - ``running``: its cancel flag is raised, which a cooperative handler sees between steps and
   stops at. If the same attempt is still running after the grace period, RQ's stop-job command
-  ends its work horse, and the task is marked ``cancelled`` here.
+  stops it (``JobStopped`` raised in the function, or its work horse killed for an isolated
+  type; see :mod:`.execution`), and the task is marked ``cancelled`` here.
 - ended: nothing; a cancel after the end is a no-op.
 
 The edge records the request on the task (``cancel_requested_at``) before it publishes it, and
