@@ -42,8 +42,9 @@ def ensure_indexes(client: Any, definition: dict[str, Any]) -> None:
     """Bring an existing table's indexes to ``definition``'s: create the missing ones, then
     drop those of earlier versions (:data:`LEGACY_INDEXES`).
 
-    One index change at a time, each waited for, as DynamoDB allows no more. A new index of
-    unfinished tasks is filled by :func:`backfill_open_status` before the old one goes.
+    One index change at a time, each waited for, as DynamoDB allows no more. The index of
+    unfinished tasks is filled by :func:`backfill_open_status` (on every run: a scan of the
+    table) before the old one goes.
     """
     name = definition["TableName"]
     described = client.describe_table(TableName=name)["Table"]
@@ -59,7 +60,9 @@ def ensure_indexes(client: Any, definition: dict[str, Any]) -> None:
             GlobalSecondaryIndexUpdates=[{"Create": index}],
         )
         _wait_for_indexes(client, name)
-        backfill_open_status(client, name)
+    # Every run, not only the one that made the index: records an earlier version's writers
+    # made or moved meanwhile (during an upgrade) are indexed by the next run.
+    backfill_open_status(client, name)
     for legacy in LEGACY_INDEXES:
         if legacy in have:
             log.info("table %s: deleting index %s", name, legacy)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import time
@@ -413,6 +414,22 @@ class TaskStore:
                 break
         next_cursor = _encode_cursor(tasks[-1]) if tasks and more else None
         return Page(tasks, next_cursor)
+
+    def mend_open_status(self, task: Task) -> None:
+        """Set the index key of ``task`` (as read) to what its status says: its status while
+        unfinished, none once ended. For records an earlier version's writer moved on without
+        it. Conditional on the status read, so a task moving meanwhile is left to its writer."""
+        values: Item = {":status": {"S": str(task.status)}}
+        expression = "REMOVE #open" if task.status.is_terminal else "SET #open = :status"
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"task_id": {"S": task.task_id}},
+                UpdateExpression=expression,
+                ConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#open": OPEN_STATUS_ATTRIBUTE, "#status": "status"},
+                ExpressionAttributeValues=values,
+            )
 
     def iter_by_status(self, status: Status) -> Iterator[Task]:
         """Every unfinished task in ``status``, newest first (for repair jobs).

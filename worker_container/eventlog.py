@@ -45,7 +45,7 @@ if meta[2] then
     if attempt < at or (attempt == at and stage <= st) then
       return false
     end
-  elseif attempt ~= at or stage ~= st then
+  elseif attempt < at or (attempt == at and stage < st) then
     return false
   end
 end
@@ -80,9 +80,11 @@ class EventLog:
 
         Refused: any event once the log has ended; a status event whose ``(attempt, stage)``
         (see :data:`~taskcore.status.STAGES`) is not past the current form's, so a duplicate or
-        late writer can never step the task back; a progress or custom event of another
-        attempt or stage than the current form's (an attempt that was given up on). A log that
-        Redis lost takes whatever comes next, as the start of a new epoch.
+        late writer can never step the task back; a progress or custom event behind the current
+        form (of an attempt that was given up on). One ahead of it is taken: after Redis lost
+        the log, a stale writer's event may have come first, and the running attempt's
+        progress must not be shut out by it. A lost log takes whatever comes next, as the start
+        of a new epoch.
         """
         status_event = event.kind is EventKind.STATUS
         ended = event.status.is_terminal and status_event

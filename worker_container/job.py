@@ -21,7 +21,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from taskcore import backoff, logs, trace
-from taskcore.clock import now_iso, parse_iso
+from taskcore.clock import iso, now_iso, parse_iso
 from taskcore.definition import TaskDefinition, TaskFailed
 from taskcore.errors import ConditionLost
 from taskcore.status import Status
@@ -125,8 +125,12 @@ def run_task(
 
     ``traceparent`` is the task's, from the record that enqueued the job (``None`` in a job
     enqueued before taskcast passed it on: the record's trace id then comes with the claim);
-    ``queued_at`` is when it was enqueued.
+    ``queued_at`` is when the relay enqueued it, used if RQ's own ``enqueued_at`` is unknown.
     """
+    job = get_current_job()
+    if job is not None and job.enqueued_at is not None:
+        # When RQ last put it in its queue: a delayed or retried attempt's too, once due.
+        queued_at = iso(job.enqueued_at.timestamp())
     with logs.traced(trace.trace_id_of(traceparent)):
         _run_task(svc, task_id, task_type, queued_at)
 
@@ -157,7 +161,10 @@ def _run_task(svc: Services, task_id: str, task_type: str, queued_at: str | None
     )
     with heartbeat, logs.traced(task.trace_id):
         log.info("task %s (%s) attempt %d started", task_id, task.type, task.attempt)
-        _attempt(svc, definition, TaskContext(task, svc))
+        try:
+            _attempt(svc, definition, TaskContext(task, svc))
+        finally:
+            svc.lifecycle.forget(task)
 
 
 def _refused(svc: Services, task_id: str) -> None:

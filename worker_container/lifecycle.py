@@ -21,6 +21,7 @@ task's progress back to its last checkpoint, never its status: every status live
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -135,10 +136,13 @@ class Lifecycle:
         key = (task.task_id, task.attempt)
         now = self._clock()
         if now - self._written_at.get(key, now) >= self._checkpoint_s:
+            # The store writes what differs from the record: compare with what it holds.
+            as_written = replace(task, progress=self._written.get(key, task.progress))
             try:
-                moved = self._store.report_progress(task, progress)
+                moved = self._store.report_progress(as_written, progress)
             except ConditionLost:
                 log.warning("task %s: progress report dropped, the task moved on", task.task_id)
+                self._written_at[key] = math.inf  # no more calls for an attempt given up on
                 return task
             self._written_at[key] = now
             self._written.pop(key, None)
@@ -205,6 +209,13 @@ class Lifecycle:
             metrics.observe_runtime(
                 after.type, parse_iso(after.updated_at) - parse_iso(before.started_at)
             )
+
+    def forget(self, task: Task) -> None:
+        """Drop what is kept of ``task``'s attempt, however it ended (a forced stop skips
+        :meth:`settle`)."""
+        key = (task.task_id, task.attempt)
+        self._written_at.pop(key, None)
+        self._written.pop(key, None)
 
     def dead_lettered(self, task: Task) -> None:
         """Count ``task``'s message as dead-lettered (its record says why it failed)."""

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
 import aio_pika
@@ -116,23 +116,22 @@ class Sweeper:
         repairs = Repairs()
         now = time.time()
         stale = now - self._svc.config.stale_after_s
-        store = self._svc.store
         published_at = self._published_at
         self._published_at = {}
         for status in (Status.PENDING, Status.QUEUED, Status.RETRYING):
-            for task in store.iter_by_status(status):
+            for task in self._indexed(status):
                 # Since when it has waited: a republished task's clock starts again.
                 since = published_at.get(task.task_id, parse_iso(task.updated_at))
                 if since > stale:
                     if task.task_id in published_at:
                         self._published_at[task.task_id] = since
                     continue
-                with logs.traced(task.trace_id):
+                with logs.traced(task.trace_id), self._each(task):
                     self._repair_waiting(task, stale, repairs)
         self._sweep_parked(now, repairs)
         silent_since = self._silent_since
         self._silent_since = {}
-        for task in store.iter_by_status(Status.RUNNING):
+        for task in self._indexed(Status.RUNNING):
             if self._svc.redis.exists(self._svc.config.names.heartbeat(task.task_id)):
                 continue
             attempt = (task.task_id, task.attempt)
@@ -140,12 +139,34 @@ class Sweeper:
             if time.monotonic() - since < self._svc.config.heartbeat_ttl_s:
                 self._silent_since[attempt] = since
                 continue
-            with logs.traced(task.trace_id):
+            with logs.traced(task.trace_id), self._each(task):
                 self._recover(task, repairs)
         for name, count in repairs.items():
             if count:
                 REPAIRS.labels(name).inc(count)
         return repairs
+
+    def _indexed(self, status: Status) -> Iterator[Task]:
+        """The tasks the index of unfinished tasks lists under ``status`` and whose record
+        says so. A record an earlier version's writer moved on keeps its old key: it is
+        skipped here, and its key mended."""
+        for task in self._svc.store.iter_by_status(status):
+            if task.status is status:
+                yield task
+                continue
+            log.warning(
+                "task %s: indexed as %s but %s; index key mended", task.task_id, status, task.status
+            )
+            with contextlib.suppress(Exception):
+                self._svc.store.mend_open_status(task)
+
+    @contextlib.contextmanager
+    def _each(self, task: Task) -> Iterator[None]:
+        """One task's repair: its failure is logged, and the pass goes on to the next."""
+        try:
+            yield
+        except Exception:
+            log.exception("task %s: repair failed; the next pass tries again", task.task_id)
 
     def _repair_waiting(self, task: Task, stale: float, repairs: Repairs) -> None:
         """Make sure a task waiting to run has a job that a live worker will run.
@@ -159,6 +180,9 @@ class Sweeper:
         job = self._job(task.task_id)
         if job is None or job.get_status(refresh=False) not in ALIVE_JOB:
             if task.status is Status.PENDING:
+                # A dead job (it failed before it could start the task) would make the relay's
+                # unique enqueue a no-op: drop it, so the republished message makes a new one.
+                self._drop_job(task.task_id)
                 self._republish(task, repairs)
             else:
                 self._requeue(task, repairs)

@@ -109,3 +109,35 @@ def test_progress_is_checkpointed_to_the_record_once_the_interval_has_passed(
     record = store.get(task.task_id)
     assert record is not None
     assert record.progress.percent == 20.0
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (Progress(10.0, "working"), Progress(20.0, "working")),
+        (Progress(50.0, "a"), Progress(50.0, "b")),
+    ],
+    ids=["same-message", "same-percent"],
+)
+def test_a_checkpoint_writes_the_whole_progress_whatever_the_log_had_of_it(
+    svc: Services,
+    store: TaskStore,
+    config: Config,
+    redis_client: redis.Redis,
+    first: Progress,
+    then: Progress,
+) -> None:
+    now = [0.0]
+    lifecycle = Lifecycle(store, svc.events, checkpoint_s=5, clock=lambda: now[0])
+    task = make_task("demo.sleep")
+    store.create(task)
+    running = lifecycle.start(task.task_id, task.type)
+    running = lifecycle.progress(running, first)  # the log only
+    now[0] = 5.0
+    running = lifecycle.progress(running, then)  # the log and, checkpointed, the record
+
+    record = store.get(task.task_id)
+    assert record is not None
+    assert record.progress == then
+    logged = [e.progress for e in logged_events(redis_client, config.names, task.task_id)]
+    assert logged[-2:] == [first, then]

@@ -22,13 +22,15 @@ from taskcore.store import TaskStore
 from taskcore.task import Task
 from taskcore.trace import Trace
 from tests.conftest import drain
+from worker_container.execution import TaskWorker
 from worker_container.job import run_task
 from worker_container.lease import Lease
 from worker_container.registry import Advertiser
+from worker_container.relay import Relay
 from worker_container.services import Services
 from worker_container.sweeper import Sweeper, SweeperService
 
-from .helpers import logged_events, make_task
+from .helpers import default_queues, logged_events, make_task
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +248,50 @@ async def test_the_service_publishes_a_stranded_task_to_the_broker(
     assert messages[0].message_id == task.task_id
     assert messages[0].type == SUBMITTED_TYPE
     assert messages[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+def test_a_pending_task_whose_job_failed_before_it_could_start_is_run_by_a_new_job(
+    sweeper: Sweeper,
+    store: TaskStore,
+    swept: Services,
+    published: list[Submitted],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record stays ``pending`` until an attempt starts; the dead job must not block the
+    republished message's enqueue (RQ keeps a failed job's hash, and the enqueue is unique)."""
+    task = stored(store, task_type="demo.noop")
+    assert Relay(swept).relay(Submitted.of(task).encode()).dead_reason is None
+    start = swept.lifecycle.start
+
+    def throttled(*args: Any, **kwargs: Any) -> Task:
+        monkeypatch.setattr(swept.lifecycle, "start", start)  # only the first start fails
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(swept.lifecycle, "start", throttled)
+    TaskWorker(default_queues(swept), swept).work(burst=True)
+    assert Job.fetch(task.task_id, connection=swept.redis).get_status() is JobStatus.FAILED
+
+    assert sweeper.sweep().republished == 1
+    (message,) = published
+    assert Relay(swept).relay(message.encode()).dead_reason is None
+    TaskWorker(default_queues(swept), swept).work(burst=True)
+
+    final = store.get(task.task_id)
+    assert final is not None
+    assert (final.status, final.attempt) == (Status.SUCCEEDED, 1)
+
+
+def test_a_record_an_older_writer_ended_is_skipped_its_key_mended_and_the_pass_goes_on(
+    sweeper: Sweeper, store: TaskStore, swept: Services, published: list[Submitted], aws: Any
+) -> None:
+    stranded = stored(store)  # a pending task the same pass must still republish
+    ended = make_task(status=Status.RUNNING, attempt=1, updated_at=LONG_AGO)
+    item = ended.to_item()
+    item["status"] = {"S": "cancelled"}  # as a writer before the index left it: key untouched
+    aws.put_item(TableName=swept.config.names.tasks_table, Item=item)
+
+    repairs = sweeper.sweep()
+
+    assert repairs.republished == 1
+    assert [m.task_id for m in published] == [stranded.task_id]
+    assert list(store.iter_by_status(Status.RUNNING)) == []  # mended: out of the index
