@@ -15,6 +15,12 @@ to the stack's output; and it sends each answer's headers and body in two TCP se
 - moto's dispatcher looks up which backend answers a request by listing moto's installed
   package folder, on every request and under one lock; the listing cannot change while the
   process runs, so it is listed once (:func:`_list_moto_modules_once`).
+- moto's app handles one request at a time (:data:`_ONE_AT_A_TIME`); the threads only read
+  and write the connections. moto has no locks of its own: a conditional write checks, then
+  writes, and two threads could both pass the check, where DynamoDB applies the write
+  atomically. And the app is all Python under the GIL, so running it on many threads at once
+  gained nothing: 50 of them fought for the GIL (twice the context switches per request, and
+  more CPU, than one at a time).
 - A request is logged only when it fails with a ``5xx``.
 """
 
@@ -26,6 +32,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -46,6 +53,10 @@ IDLE_TIMEOUT_S = 120.0
 """A connection idle for this long is closed, and its thread ends (boto3 opens another)."""
 MAX_BODY_BYTES = 512 * 1024 * 1024
 """The largest request body read (S3 uploads of the image task's results are far smaller)."""
+
+
+_ONE_AT_A_TIME = threading.Lock()
+"""Held while moto's app handles a request (see the module's docstring)."""
 
 
 class KeepAliveHandler(MotoRequestHandler):
@@ -83,13 +94,14 @@ class KeepAliveHandler(MotoRequestHandler):
             return written.write  # WSGI's legacy write(), before the returned body
 
         try:
-            chunks = self.server.app(environ, start_response)
-            try:
-                payload = written.getvalue() + b"".join(chunks)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
+            with _ONE_AT_A_TIME:
+                chunks = self.server.app(environ, start_response)
+                try:
+                    payload = written.getvalue() + b"".join(chunks)
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()
         except Exception:
             log.exception("moto failed on %s %.200s", self.command, self.path)
             self.close_connection = True

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,29 @@ def test_a_length_that_is_not_a_number_is_400_and_the_connection_closed(emulator
         assert connection.recv(1) == b""  # closed
 
     assert (status, headers["connection"]) == (400, "close")
+
+
+def test_conditional_writes_racing_for_one_key_leave_exactly_one_winner(emulator: str) -> None:
+    # DynamoDB applies a conditional write atomically; the task store's fencing relies on it.
+    table, racers, rounds = f"t{uuid.uuid4().hex[:8]}", 16, 10
+    _client(emulator, "dynamodb").create_table(**tasks_table_definition(table))
+    clients = [_client(emulator, "dynamodb") for _ in range(racers)]
+
+    def put(client: Any, key: str) -> str:
+        try:
+            client.put_item(
+                TableName=table,
+                Item={"task_id": {"S": key}, "owner": {"S": "o"}, "created_at": {"S": "x"}},
+                ConditionExpression="attribute_not_exists(task_id)",
+            )
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return "won"
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = [list(pool.map(put, clients, [f"key-{n}"] * racers)) for n in range(rounds)]
+
+    assert all(
+        sorted(each) == ["ConditionalCheckFailedException"] * (racers - 1) + ["won"]
+        for each in outcomes
+    ), outcomes
