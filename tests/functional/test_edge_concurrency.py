@@ -9,6 +9,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench import submit
 from tests.functional.conftest import RunningEdge
 
 TASK = json.dumps({"type": "demo.noop"}).encode()
@@ -105,3 +106,15 @@ def test_clients_submitting_at_once_each_get_a_task_of_their_own_key(
         connection.close()
     # Every request thread reused a kept DynamoDB connection: none was opened and thrown away.
     assert "Connection pool is full" not in running_edge.log.read_text()
+
+
+async def test_the_bench_load_counts_what_the_edge_accepted_and_what_it_refused(
+    running_edge: RunningEdge,
+) -> None:
+    url = f"http://{running_edge.host}:{running_edge.port}"
+
+    accepted = await submit.load(url, "alice-key", requests=30, concurrency=5)
+    refused = await submit.load(url, "no-such-key", requests=30, concurrency=5)
+
+    assert (accepted.accepted, accepted.errors, accepted.statuses) == (30, 0, {"202": 30})
+    assert (refused.accepted, refused.errors, refused.statuses) == (0, 30, {"401": 30})
