@@ -45,14 +45,18 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer
 
+from taskcore import logs
+
 log = logging.getLogger("taskcast.local.emulator")
 
 BACKLOG = 1024
 """Connections the kernel holds for the server before it accepts them (Python's default is 5)."""
 IDLE_TIMEOUT_S = 120.0
 """A connection idle for this long is closed, and its thread ends (boto3 opens another)."""
-MAX_BODY_BYTES = 512 * 1024 * 1024
-"""The largest request body read (S3 uploads of the image task's results are far smaller)."""
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest request body read whole (the image task's S3 uploads are far smaller)."""
+READ_BYTES = 64 * 1024
+"""A chunked body is read this much at a time (a read of N bytes sets N bytes aside first)."""
 
 
 _ONE_AT_A_TIME = threading.Lock()
@@ -74,7 +78,7 @@ class KeepAliveHandler(MotoRequestHandler):
         environ = self.make_environ()
         try:
             body = _read_body(environ)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # OSError: werkzeug's, for a bad chunk header
             self.close_connection = True  # what is left of the body cannot be told from a request
             self._answer(
                 HTTPStatus.BAD_REQUEST, [("Content-Type", "text/plain")], str(exc).encode()
@@ -142,20 +146,23 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     """The request's whole body: of its ``Content-Length``, or every chunk if it is chunked."""
     stream = environ["wsgi.input"]
     if environ.get("wsgi.input_terminated"):  # chunked: werkzeug's DechunkedInput
-        body = stream.read(MAX_BODY_BYTES + 1)
-    else:
-        text = environ.get("CONTENT_LENGTH") or "0"
-        if not text.isdigit():
-            raise ValueError(f"Content-Length is not a number: {text[:30]!r}")
-        length = int(text)
-        if length > MAX_BODY_BYTES:
-            raise ValueError(f"the body is over {MAX_BODY_BYTES} bytes")
-        body = stream.read(length) if length else b""
-        if len(body) < length:
-            raise ValueError("the body ended before its Content-Length")
-    if len(body) > MAX_BODY_BYTES:
+        parts, size = [], 0
+        while part := stream.read(READ_BYTES):
+            size += len(part)
+            if size > MAX_BODY_BYTES:
+                raise ValueError(f"the body is over {MAX_BODY_BYTES} bytes")
+            parts.append(part)
+        return b"".join(parts)
+    text = environ.get("CONTENT_LENGTH") or "0"
+    if not text.isdigit():
+        raise ValueError(f"Content-Length is not a number: {text[:30]!r}")
+    length = int(text)
+    if length > MAX_BODY_BYTES:
         raise ValueError(f"the body is over {MAX_BODY_BYTES} bytes")
-    return bytes(body)
+    body = bytes(stream.read(length)) if length else b""
+    if len(body) < length:
+        raise ValueError("the body ended before its Content-Length")
+    return body
 
 
 def _list_moto_modules_once() -> None:
@@ -187,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()
     # As moto.server does: moto builds some URLs (S3 presigned, say) from it.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -154,6 +154,48 @@ def test_requests_sent_back_to_back_on_one_connection_are_each_answered(emulator
     assert all(headers.get("connection") != "close" for _, headers, _ in answers)
 
 
+def _chunked(target: bytes, body: bytes, size: int) -> bytes:
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    )
+    return (
+        b"POST / HTTP/1.1\r\nHost: localhost\r\n" + SIGNED + target
+        + b"Content-Type: application/x-amz-json-1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks + b"0\r\n\r\n"
+    )  # fmt: skip
+
+
+def test_a_chunked_body_longer_than_one_read_arrives_whole(emulator: str) -> None:
+    table = f"t{uuid.uuid4().hex[:8]}"
+    dynamodb = _client(emulator, "dynamodb")
+    dynamodb.create_table(**tasks_table_definition(table))
+    payload = "x" * 150_000
+    item = {"task_id": {"S": "a"}, "owner": {"S": "o"}, "created_at": {"S": "x"}}
+    body = json.dumps({"TableName": table, "Item": {**item, "payload": {"S": payload}}})
+    port = int(emulator.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            _chunked(b"X-Amz-Target: DynamoDB_20120810.PutItem\r\n", body.encode(), 50_000)
+        )
+        ((status, _, _),) = _answers(connection, 1)
+
+    assert status == 200
+    got = dynamodb.get_item(TableName=table, Key={"task_id": {"S": "a"}})["Item"]
+    assert got["payload"]["S"] == payload
+
+
+def test_a_bad_chunk_is_400_and_the_connection_closed(emulator: str) -> None:
+    port = int(emulator.rsplit(":", 1)[1])
+    request = _chunked(LIST_TABLES, b"{}", 2).replace(b"2\r\n{}", b"zz\r\n{}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        ((status, headers, _),) = _answers(connection, 1)
+        assert connection.recv(1) == b""  # closed
+
+    assert (status, headers["connection"]) == (400, "close")
+
+
 def test_a_length_that_is_not_a_number_is_400_and_the_connection_closed(emulator: str) -> None:
     port = int(emulator.rsplit(":", 1)[1])
     request = _post(b"{}").replace(b"Content-Length: 2", b"Content-Length: two")
