@@ -4,8 +4,10 @@
    (p50, p99) and throughput of no-op tasks each watched to its end, next to bare RQ's
    enqueue-to-start latency and drain rate with the same number of workers; then the CPU each
    part of the stack spent per task, and the DynamoDB calls each part made per task (by
-   operation) and per progress report. Then the sweeper (``--only sweeper`` alone): its pass
-   and the status listing over 1,000 and 100,000 finished tasks.
+   operation) and per progress report; then the edge under load: 1,000 ``POST /tasks``, 50 at
+   once (as ``hey -n 1000 -c 50``): requests per second, p50, p99, how many were accepted. Then
+   the sweeper (``--only sweeper`` alone): its pass and the status listing over 1,000 and
+   100,000 finished tasks.
 2. Fan-out: 1,000, 5,000 and 10,000 watchers on one realtime process, events published through
    Redis at a fixed rate: delivery latency p50/p99, delivered events per second and server memory
    per connection, next to a bare ``websockets`` server sending the same rate to as many
@@ -39,7 +41,7 @@ from infra.broker import delete_topology
 from taskcast.local.stack import Ports, Stack
 from taskcore.config import Config
 
-from . import baseline, pipeline, sweeper
+from . import baseline, pipeline, submit, sweeper
 from .emulator import Emulator
 from .fanout import run as fanout
 from .stats import percentile
@@ -107,6 +109,13 @@ def bench_pipeline(args: argparse.Namespace, env: Mapping[str, str]) -> JSON:
                 per_tick = pipeline.calls_per_progress_tick(
                     stack, emulator, "bench-key", args.tick_tasks, args.ticks, args.concurrency
                 )
+                print(
+                    f"pipeline: submit load, {args.submit_requests} at concurrency {args.submit_concurrency} ...",
+                    flush=True,
+                )
+                load, cpu_per_submit = submit.run(
+                    stack, "bench-key", args.submit_requests, args.submit_concurrency
+                )
         finally:
             _drop_topology(stack.config)
 
@@ -148,7 +157,14 @@ def bench_pipeline(args: argparse.Namespace, env: Mapping[str, str]) -> JSON:
         "sweeper's and its overview reporter's come with time, not with tasks.\n"
         f"stack log: {log_path}\n"
     )
+    print(submit.table(load, cpu_per_submit))
+    print(
+        "\nsubmit load: each of the clients sends its next POST /tasks on its kept-alive connection\n"
+        "as soon as the last is answered; 202 = recorded (DynamoDB on moto) and published (with\n"
+        "confirms). The relay and workers take the tasks meanwhile, on the same cores.\n"
+    )
     return {
+        "submit_load": load.to_json(),
         "taskcast": _figures(ours.measured),
         "bare_rq": _figures(bare),
         "cpu_ms_per_task": cpu,
@@ -392,6 +408,12 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, default=20, help="clients submitting and watching at once"
     )
     parser.add_argument(
+        "--submit-requests", type=int, default=1000, help="POST /tasks in the submit load"
+    )
+    parser.add_argument(
+        "--submit-concurrency", type=int, default=50, help="clients of the submit load"
+    )
+    parser.add_argument(
         "--ticks", type=int, default=10, help="extra progress reports per task, for their calls"
     )
     parser.add_argument(
@@ -439,10 +461,6 @@ def main(argv: list[str] | None = None) -> None:
             results |= bench_pipeline(args, env)
         if args.only in (None, "pipeline", "sweeper"):
             results |= bench_sweeper(args, env)
-        if args.only in (None, "pipeline"):
-            # TODO(bench/submit.py): the edge under load, 1,000 POSTs at concurrency 50:
-            # {"requests_per_s", "p50_ms", "p99_ms", "accepted"}; wired in when it lands.
-            results["submit_load"] = None
         if args.only in (None, "fanout"):
             results |= bench_fanout(args, env)
         if args.json:

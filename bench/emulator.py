@@ -163,12 +163,9 @@ class Emulator:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import run_simple
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from taskcast.local.emulator import server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -178,14 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
-    app = CountingApp(DomainDispatcherApplication(create_backend_app))
-    run_simple(
-        args.host,
-        args.port,
-        app,
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    # The stack's own emulator server (kept-alive connections, one request at a time), serving
+    # moto's app through the counter: what is measured is what `taskcast up` runs.
+    server(
+        args.host, args.port, CountingApp(DomainDispatcherApplication(create_backend_app))
+    ).serve_forever()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Lambda handlers (and ``chalice local``'s threads) are synchronous; aio-pika is n
 runs one event loop on a daemon thread and keeps one robust connection on it, reused across warm
 invocations. A publish returns only after the broker confirmed it (and routed it: it is
 ``mandatory``), or raises :class:`PublishError`.
+
+Under ``chalice local`` many request threads publish at once, on the one channel: each waits for
+its own confirm, and the loop has them all in flight together (the broker confirms them as they
+come, several in one frame), so a publish costs a round trip, not a place in a queue.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError
 
 from taskcore import trace
 from taskcore.errors import TaskcastError
@@ -61,9 +66,8 @@ class Publisher:
         """
 
         async def on_connection() -> T:
-            await self._exchange_ready()
-            assert self._connection is not None
-            return await operation(self._connection)
+            connection, _ = await self._exchange_ready()
+            return await operation(connection)
 
         future = asyncio.run_coroutine_threadsafe(on_connection(), self._loop)
         try:
@@ -88,8 +92,13 @@ class Publisher:
             raise PublishError(f"publishing failed: {exc!r}") from exc
 
     async def _publish(self, envelope: Envelope) -> None:
+        connection, exchange = await self._exchange_ready()
         try:
-            await self._publish_once(envelope)
+            await self._publish_on(exchange, envelope)
+        except DeliveryError as exc:
+            # The broker answered (returned the message: no queue for it, or refused it): the
+            # connection works, and the publishes in flight on it with this one go on.
+            raise PublishError(f"the broker did not take the message: {exc!r}") from exc
         except Exception as exc:
             # A Lambda instance is frozen between invocations and its connection may have died
             # meanwhile (missed heartbeats): try once more on a fresh one. Publishing twice is
@@ -100,18 +109,24 @@ class Publisher:
                 exc,
                 trace.trace_id_of(envelope.headers.get(TRACEPARENT_HEADER)),
             )
-            await self._reset()
-            await self._publish_once(envelope)
+            await self._reset(connection)
+            _, exchange = await self._exchange_ready()
+            await self._publish_on(exchange, envelope)
 
-    async def _reset(self) -> None:
+    async def _reset(self, failed: AbstractRobustConnection) -> None:
+        """Drop ``failed``, the connection a publish failed on, unless it is gone already.
+
+        Publishes in flight together fail together: the first drops the connection and makes
+        a new one; a later one must not drop that new one, which the others are using.
+        """
         async with self._lock:
-            connection, self._connection, self._exchange = self._connection, None, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            if self._connection is not failed:
+                return
+            self._connection, self._exchange = None, None
+        with contextlib.suppress(Exception):
+            await failed.close()
 
-    async def _publish_once(self, envelope: Envelope) -> None:
-        exchange = await self._exchange_ready()
+    async def _publish_on(self, exchange: AbstractExchange, envelope: Envelope) -> None:
         await exchange.publish(
             aio_pika.Message(envelope.body, **envelope.properties),
             routing_key=envelope.routing_key,
@@ -119,13 +134,20 @@ class Publisher:
             timeout=self._timeout_s,
         )
 
-    async def _exchange_ready(self) -> AbstractExchange:
+    async def _exchange_ready(self) -> tuple[AbstractRobustConnection, AbstractExchange]:
+        """The connection and the exchange to publish to, connecting first if there is none."""
         async with self._lock:
-            if self._exchange is None:
-                self._connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_s)
-                channel = await self._connection.channel(on_return_raises=True)
-                self._exchange = await channel.get_exchange(self._names.exchange, ensure=True)
-            return self._exchange
+            if self._connection is None or self._exchange is None:
+                connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_s)
+                try:
+                    channel = await connection.channel(on_return_raises=True)
+                    exchange = await channel.get_exchange(self._names.exchange, ensure=True)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                    raise
+                self._connection, self._exchange = connection, exchange
+            return self._connection, self._exchange
 
     def close(self) -> None:
         async def _close() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from botocore.config import Config as BotoConfig
 
 from taskcore.catalogue import Catalogue
 from taskcore.config import Config
@@ -37,6 +38,13 @@ class Services:
 
 
 _build_lock = threading.Lock()
+
+DYNAMODB_CONNECTIONS = 128
+"""The DynamoDB client's pool of kept-alive connections.
+
+A Lambda instance handles one request at a time and needs one; ``chalice local`` handles each
+client connection on a thread of its own, all sharing this client. With botocore's default of
+10, the 11th concurrent request opened a connection and closed it after its one call."""
 
 
 def current() -> Services:
@@ -68,7 +76,11 @@ def _build() -> Services:
         payloads = Payloads(catalogue)
     except ValueError as exc:
         raise ConfigError("TASKCAST_CATALOGUE", str(exc)) from None
-    dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
+    dynamodb = boto3.client(  # type: ignore[call-overload]
+        "dynamodb",
+        **config.aws_client_kwargs(),
+        config=BotoConfig(max_pool_connections=DYNAMODB_CONNECTIONS),
+    )
     return Services(
         config=config,
         store=TaskStore(dynamodb, config.names.tasks_table, config.names.idempotency_table),

@@ -1,9 +1,9 @@
 """``taskcast up``: the whole local stack as child processes, supervised in the foreground.
 
-The moto server as AWS emulator (unless ``AWS_ENDPOINT_URL`` points elsewhere), provisioning, the
-catalogue exported from the user's task modules, the edge under ``chalice local``, the relay, N RQ
-workers with the task modules loaded, and the realtime service, against RabbitMQ and Redis on
-localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
+The moto server as AWS emulator (:mod:`taskcast.local.emulator`, unless ``AWS_ENDPOINT_URL``
+points elsewhere), provisioning, the catalogue exported from the user's task modules, the edge
+under ``chalice local``, the relay, N RQ workers with the task modules loaded, and the realtime
+service, against RabbitMQ and Redis on localhost. Each child's output is prefixed with its name; Ctrl-C (or SIGTERM) stops
 every child, newest first, each with SIGTERM and then, if it lingers, SIGKILL.
 
 Once the stack is up, :meth:`Stack.supervise` restarts a part that exits, after a backoff
@@ -287,8 +287,10 @@ class Stack:
         check_reachable(self.config)
         python = sys.executable
         if self.use_moto:
+            # moto's server, on connections kept alive (see taskcast.local.emulator).
             self._spawn(
-                "moto", [python, "-m", "moto.server", "-H", self.host, "-p", str(self.ports.moto)]
+                "moto",
+                entry("taskcast.local.emulator:main", "-H", self.host, "-p", str(self.ports.moto)),
             )
             if not _wait_port(self.host, self.ports.moto, timeout_s):
                 raise StackError(f"the moto server did not start on port {self.ports.moto}")

@@ -67,8 +67,9 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 def running_edge(
     demo_catalogue: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningEdge]:
-    """``python -m taskcast.local.edge ... local`` on a free port, with a moto server for DynamoDB
-    and the real RabbitMQ, in a namespace of its own; both processes stopped afterwards.
+    """``python -m taskcast.local.edge ... local`` on a free port, with the stack's moto server
+    (``taskcast.local.emulator``) for DynamoDB and the real RabbitMQ, in a namespace of its own;
+    both processes stopped afterwards.
 
     Its output is in ``log``, for tests to check what it logged.
     """
@@ -94,7 +95,15 @@ def running_edge(
     try:
         with moto_log.open("wb") as out:
             moto = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "taskcast.local.emulator",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(moto_port),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

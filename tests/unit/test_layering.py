@@ -57,8 +57,12 @@ MAY_IMPORT: dict[str, tuple[set[str], set[str]]] = {
         {"boto3", "botocore", "aio_pika", "aiormq", "pamqp", "localstack_client"},
     ),
     "sdk": ({"taskcore"}, {"httpx", "websockets", "rich"}),
-    # The local stack runs the edge's own server (chalice local with the edge's error answers).
-    "local": ({"taskcore", "sdk", "edge", "examples"}, {"httpx", "chalice", "rich"}),
+    # The local stack runs the edge's own server (chalice local with the edge's error answers)
+    # and moto's app on a server of its own (the emulator).
+    "local": (
+        {"taskcore", "sdk", "edge", "examples"},
+        {"httpx", "chalice", "rich", "moto", "werkzeug"},
+    ),
     "console": ({"taskcore"}, set()),
 }
 
