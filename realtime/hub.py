@@ -2,12 +2,14 @@
 
 The first watcher of a task subscribes its channel, the last one to leave unsubscribes it, so an
 instance listens to exactly the tasks its own clients watch and holds nothing after they go.
-A listener gets each live event on its own bounded queue; :meth:`Hub.listen` returns only once
-Redis has confirmed the subscription, so anything published after that is sure to arrive.
+:meth:`Hub.add` returns only once Redis has confirmed the subscription, so anything published
+after that is sure to arrive.
 
-The hub never waits for a listener. One whose queue is full (its client stopped reading) is told
-once, through its ``on_overflow``, and gets nothing more: memory stays bounded and every other
-listener is served at the same pace as before.
+The hub hands each live event to every listener of its channel by calling the listener's
+``offer`` at once, from the task that reads pub/sub: no queue and no task per listener, so a
+watch that waits for events costs no more than its place in a set. ``offer`` must not block
+(a watch sends without waiting, and closes a client that falls too far behind: see
+:mod:`realtime.session`), so every listener is served at the same pace whatever the others do.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,9 +28,6 @@ from taskcore.event import Event
 from taskcore.names import Names
 
 log = logging.getLogger(__name__)
-
-MAX_BUFFERED_EVENTS = 1000
-"""Live events held for one watch before its client is judged too slow."""
 
 SUBSCRIBE_TIMEOUT_S = 30.0
 """How long Redis may take to confirm a subscription: a safety net, generous for a busy instance."""
@@ -43,36 +41,27 @@ class Resync:
 RESYNC = Resync()
 
 
-class Listener:
-    """One watch's share of a channel: a bounded queue and what to do when it overflows."""
+class Listener(Protocol):
+    """What the hub hands a channel's live events to."""
 
-    def __init__(self, on_overflow: Callable[[], None], max_buffered: int) -> None:
-        self.queue: asyncio.Queue[Event | Resync] = asyncio.Queue(max_buffered)
-        self._on_overflow = on_overflow
-        self.overflowed = False
-
-    def offer(self, event: Event | Resync) -> None:
-        if self.overflowed:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            self._on_overflow()
+    def offer(self, item: Event | Resync) -> None:
+        """Take one live event (or a resync); called from the hub's reader, so it must not block."""
 
 
 class Hub:
-    def __init__(
-        self, redis: aioredis.Redis, names: Names, max_buffered: int = MAX_BUFFERED_EVENTS
-    ) -> None:
+    def __init__(self, redis: aioredis.Redis, names: Names) -> None:
         self._names = names
-        self._max_buffered = max_buffered
         self._pubsub = redis.pubsub()
-        self._listeners: dict[str, set[Listener]] = defaultdict(set)
-        self._confirmed: dict[str, asyncio.Event] = {}
+        self._listeners: dict[str, set[Listener]] = {}
+        """Each subscribed channel's listeners; an emptied set waits for :meth:`_prune`."""
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+        """Channels subscribed whose confirmation has not come back from Redis yet."""
+        self._emptied: set[str] = set()
         self._lock = asyncio.Lock()
+        """Held while (un)subscribing, so that the two are sent to Redis in the order decided."""
         self._active = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        self._prune_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def subscriptions(self) -> int:
@@ -80,42 +69,68 @@ class Hub:
         return len(self._listeners)
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="hub-reader")
+        self._tasks = [
+            asyncio.create_task(self._read(), name="hub-reader"),
+            asyncio.create_task(self._prune(), name="hub-pruner"),
+        ]
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await task
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    @contextlib.asynccontextmanager
-    async def listen(
-        self, task_id: str, on_overflow: Callable[[], None]
-    ) -> AsyncIterator[asyncio.Queue[Event | Resync]]:
-        """Live events of ``task_id`` on a bounded queue, for as long as the context is open."""
+    async def add(self, task_id: str, listener: Listener) -> None:
+        """Offer ``task_id``'s live events to ``listener`` from now on, until :meth:`remove`.
+
+        Returns once Redis has confirmed that the channel is subscribed.
+        """
         channel = self._names.event_channel(task_id)
-        listener = Listener(on_overflow, self._max_buffered)
         async with self._lock:
-            first = channel not in self._listeners
-            self._listeners[channel].add(listener)
-            if first:
-                self._confirmed[channel] = asyncio.Event()
+            listeners = self._listeners.get(channel)
+            if listeners is None:
+                listeners = self._listeners[channel] = {listener}
+                self._unconfirmed[channel] = asyncio.get_running_loop().create_future()
                 await self._pubsub.subscribe(channel)
                 self._active.set()
-            confirmed = self._confirmed[channel]
-        try:
-            await asyncio.wait_for(confirmed.wait(), timeout=SUBSCRIBE_TIMEOUT_S)
-            yield listener.queue
-        finally:
+            else:
+                listeners.add(listener)
+            waiter = self._unconfirmed.get(channel)
+        if waiter is not None:
+            # Shielded: the listener that gives up waiting does not cancel it for the others.
+            await asyncio.wait_for(asyncio.shield(waiter), timeout=SUBSCRIBE_TIMEOUT_S)
+
+    def remove(self, task_id: str, listener: Listener) -> None:
+        """Offer nothing more to ``listener``, from now on; a channel left without listeners is
+        unsubscribed a moment later (unless a listener comes back to it meanwhile)."""
+        channel = self._names.event_channel(task_id)
+        listeners = self._listeners.get(channel)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            self._emptied.add(channel)
+            self._prune_wanted.set()
+
+    async def _prune(self) -> None:
+        """Unsubscribe the channels whose last listener left, several in one command."""
+        while True:
+            await self._prune_wanted.wait()
+            self._prune_wanted.clear()
             async with self._lock:
-                listeners = self._listeners.get(channel)
-                if listeners is not None:
-                    listeners.discard(listener)
-                    if not listeners:
-                        del self._listeners[channel]
-                        del self._confirmed[channel]
-                        await self._pubsub.unsubscribe(channel)
+                channels = [c for c in self._emptied if not self._listeners.get(c, True)]
+                self._emptied.clear()
+                for channel in channels:
+                    del self._listeners[channel]
+                    self._unconfirmed.pop(channel, None)
+                if channels:
+                    try:
+                        await self._pubsub.unsubscribe(*channels)
+                    except RedisError:
+                        # The connection is down: redis-py subscribes again only to the
+                        # channels it still knows, and these are no longer among them.
+                        log.warning("pub/sub unsubscribe failed", exc_info=True)
 
     async def _read(self) -> None:
         while True:
@@ -133,19 +148,26 @@ class Hub:
                 continue
             channel = message["channel"].decode()
             if message["type"] == "subscribe":
-                confirmed = self._confirmed.get(channel)
-                if confirmed is None:
-                    continue
-                if confirmed.is_set():
+                waiter = self._unconfirmed.pop(channel, None)
+                if waiter is not None:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                elif channel in self._listeners:
                     # redis-py subscribes again after a reconnect: tell the watches at once.
-                    for listener in self._listeners.get(channel, ()):
-                        listener.offer(RESYNC)
-                confirmed.set()
+                    self._offer(channel, RESYNC)
             elif message["type"] == "message":
                 try:
                     event = eventlog.decode_message(message["data"])
                 except EventDecodeError:
                     log.exception("unreadable event on %s; dropped", channel)
                     continue
-                for listener in self._listeners.get(channel, ()):
-                    listener.offer(event)
+                self._offer(channel, event)
+
+    def _offer(self, channel: str, item: Event | Resync) -> None:
+        # A copy: a listener may leave (its watch ended) while it takes the item.
+        for listener in tuple(self._listeners.get(channel, ())):
+            try:
+                listener.offer(item)
+            except Exception:
+                # One watch's failure is its own: every other listener still gets the event.
+                log.exception("a listener of %s failed to take a live event", channel)

@@ -19,8 +19,8 @@ from taskcore.store import TaskStore
 
 from . import metrics
 from .eventlog import EventLogReader
-from .hub import MAX_BUFFERED_EVENTS, Hub
-from .session import Limits, Session
+from .hub import Hub
+from .session import MAX_BUFFERED, WRITE_LIMIT, Limits, Session
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,11 @@ REDIS_CONNECTIONS = 32
 
 class RealtimeService:
     def __init__(
-        self, config: Config, limits: Limits | None = None, max_buffered: int = MAX_BUFFERED_EVENTS
+        self, config: Config, limits: Limits | None = None, max_buffered: int = MAX_BUFFERED
     ) -> None:
         self._config = config
         self._limits = limits or Limits()
+        self._max_buffered = max_buffered
         # Thousands of watches share a few connections: a request waits for a free one rather
         # than failing when they are all busy (the default pool raises).
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -43,11 +44,22 @@ class RealtimeService:
         dynamodb = boto3.client("dynamodb", **config.aws_client_kwargs())  # type: ignore[call-overload]
         self._store = TaskStore(dynamodb, config.names.tasks_table)
         self._reader = EventLogReader(self._redis, config.names)
-        self.hub = Hub(self._redis, config.names, max_buffered)
+        self.hub = Hub(self._redis, config.names)
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        # The handshake's headers have been read (the origin checked): kept, they would be
+        # some 4 KiB of every connection for as long as it lasts.
+        assert websocket.request is not None
+        websocket.request.headers.clear()
+        websocket.response = None
         session = Session(
-            websocket, self.hub, self._store, self._reader, self._config.secret, self._limits
+            websocket,
+            self.hub,
+            self._store,
+            self._reader,
+            self._config.secret,
+            self._limits,
+            self._max_buffered,
         )
         with metrics.connection():
             await session.run()
@@ -69,9 +81,15 @@ class RealtimeService:
                 # None admits clients that send no Origin: the CLI and SDK, which are not browsers.
                 origins=[*map(Origin, self._config.allowed_origins), None],
                 max_size=protocol.MAX_MESSAGE_BYTES,
+                # No permessage-deflate: its zlib state is most of a connection's memory, and
+                # the frames are small (see docs/decisions.md).
+                compression=None,
+                write_limit=WRITE_LIMIT,
                 process_request=self._health,
-                ping_interval=self._limits.ping_interval_s,
-                ping_timeout=self._limits.ping_timeout_s,
+                # The session pings, from the connection's own task: websockets' keepalive
+                # would be a task more for every connection.
+                ping_interval=None,
+                ping_timeout=None,
             ) as server:
                 log.info("realtime listening on ws://%s:%d", host, port)
                 if ready is not None:

@@ -55,6 +55,20 @@ class Need(Enum):
 class Watch:
     """The stream of one task to one client."""
 
+    __slots__ = (
+        "_early",
+        "_final",
+        "_frames",
+        "_grace_over",
+        "_pending",
+        "_requested",
+        "epoch",
+        "need",
+        "owner",
+        "sent",
+        "task_id",
+    )
+
     def __init__(self, task_id: str, owner: str, cursor: Cursor | None) -> None:
         self.task_id = task_id
         self.owner = owner
@@ -194,7 +208,7 @@ class Watch:
             del self._pending[seq]
 
     def _emit(self, event: Event) -> None:
-        self._frames.append(protocol.event(event))
+        self._frames.append(_event_frame(event))
         self.sent = event.seq
         if event.status.is_terminal:
             self._end(protocol.end(event))
@@ -212,3 +226,15 @@ class Watch:
         self._pending.clear()
         self._final = None
         self._grace_over = False
+
+
+_last_frame: tuple[Event, str] | None = None
+
+
+def _event_frame(event: Event) -> str:
+    """``protocol.event(event)``, encoded once however many watches send it: the hub hands the
+    same event object to every watch of its task, one after the other."""
+    global _last_frame
+    if _last_frame is None or _last_frame[0] is not event:
+        _last_frame = (event, protocol.event(event))
+    return _last_frame[1]

@@ -699,3 +699,74 @@ async def test_a_client_that_stops_answering_pings_is_disconnected(
         writer.close()
         await writer.wait_closed()
     assert received[:1] == b"\x89"  # it was pinged first
+
+
+async def test_a_client_that_answers_pings_stays_connected(
+    aws: Any, redis_client: redis.Redis, config: Config
+) -> None:
+    # A ping every 50 ms, each answered well within its 2 s: twenty or so in the second below.
+    limits = Limits(ping_interval_s=0.05, ping_timeout_s=2)
+    async with running_world(aws, redis_client, config, limits=limits) as world:
+        task = world.create()
+        ws = await world.subscribe(task)
+        await receive(ws)
+        await asyncio.sleep(1)
+        world.move(task, Status.QUEUED)
+        assert seqs([await receive(ws)]) == [1]
+        await ws.close()
+
+
+async def test_the_service_does_not_compress_even_for_a_client_that_offers_to(
+    world: World,
+) -> None:
+    task = world.create()
+    async with connect(world.url) as ws:  # offers permessage-deflate, as browsers do
+        assert ws.request is not None
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "task_id": task.task_id,
+                    "token": world.token(task),
+                    "cursor": None,
+                }
+            )
+        )
+        assert (await receive(ws))["op"] == "snapshot"
+
+
+async def test_a_watch_waiting_for_events_holds_no_task_and_its_connection_one(
+    world: World,
+) -> None:
+    tasks = [world.create() for _ in range(3)]
+    before = len(asyncio.all_tasks())
+    sockets = []
+    for task in tasks:
+        # No keepalive on the client side either: its pings would be a task of its own.
+        ws = await connect(world.url, ping_interval=None)
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "task_id": task.task_id,
+                    "token": world.token(task),
+                    "cursor": None,
+                }
+            )
+        )
+        sockets.append(ws)
+    for ws in sockets:
+        assert (await receive(ws))["op"] == "snapshot"
+
+    # The task websockets runs each connection in: none per watch, none for the keepalive.
+    await until(lambda: len(asyncio.all_tasks()) - before == len(sockets))
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("watch-")]
+    # And the watches still deliver, from the hub's own task.
+    for task, ws in zip(tasks, sockets, strict=True):
+        world.move(task, Status.QUEUED)
+        assert seqs([await receive(ws)]) == [1]
+    for ws in sockets:
+        await ws.close()
