@@ -43,6 +43,7 @@ from taskcore.config import Config
 
 from . import baseline, pipeline, submit, sweeper
 from .emulator import Emulator
+from .fanout import report as fanout_report
 from .fanout import run as fanout
 from .stats import percentile
 
@@ -307,63 +308,14 @@ def bench_fanout(args: argparse.Namespace, env: Mapping[str, str]) -> JSON:
     print(
         f"fan-out: {args.rate:.0f} events/s for {args.seconds:.0f} s, one task per watcher, at {sizes} watchers"
     )
-    rows = []
+    runs = []
     for count in sizes:
         print(f"fan-out: {count} watchers ...", flush=True)
         bare = fanout.measure("bare", count, args.rate, args.seconds, env)
         ours = fanout.measure("taskcast", count, args.rate, args.seconds, env)
-        rows.append((count, ours, bare))
-    header = (
-        "watchers",
-        "p50 ms",
-        "p99 ms",
-        "events/s",
-        "KB/conn",
-        "bare p50",
-        "bare p99",
-        "bare ev/s",
-        "bare KB",
-        "p99 ratio",
-    )
-    print("\n| " + " | ".join(f"{h:>9}" for h in header) + " |")
-    print("|" + "|".join("-" * 11 for _ in header) + "|")
-    for count, ours, bare in rows:
-        cells = (
-            count,
-            _ms(ours.latencies_s, 50),
-            _ms(ours.latencies_s, 99),
-            ours.delivered_per_s,
-            ours.rss_per_connection_kb,
-            _ms(bare.latencies_s, 50),
-            _ms(bare.latencies_s, 99),
-            bare.delivered_per_s,
-            bare.rss_per_connection_kb,
-            _ms(ours.latencies_s, 99) / _ms(bare.latencies_s, 99),
-        )
-        print(
-            "| "
-            + " | ".join(f"{c:>9.1f}" if isinstance(c, float) else f"{c:>9}" for c in cells)
-            + " |"
-        )
-    print(
-        "\ntaskcast: worker-side append (Lua) -> Redis pub/sub -> realtime hub -> watcher's websocket;\n"
-        "bare: websockets' broadcast() to the one connection a message is for. KB/conn: server RSS.\n"
-    )
-    # The fan-out's own figures (bench/fanout) may replace this summary when they grow.
-    return {
-        "fanout": {
-            str(count): {
-                name: {
-                    "p50_ms": _ms(result.latencies_s, 50),
-                    "p99_ms": _ms(result.latencies_s, 99),
-                    "delivered_per_s": result.delivered_per_s,
-                    "kb_per_connection": result.rss_per_connection_kb,
-                }
-                for name, result in (("taskcast", ours), ("bare", bare))
-            }
-            for count, ours, bare in rows
-        }
-    }
+        runs.append(fanout_report.Run(count, ours, bare))
+    print("\n" + fanout_report.table(runs) + "\n")
+    return {"fanout": fanout_report.to_json(runs, args.rate, args.seconds)}
 
 
 @contextlib.contextmanager
@@ -437,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         "--fanout-sizes", default="1000,5000,10000", help="watcher counts, comma-separated"
     )
     parser.add_argument(
-        "--rate", type=float, default=1000, help="fan-out events per second, in all"
+        "--rate", type=float, default=2000, help="fan-out events per second, in all"
     )
     parser.add_argument("--seconds", type=float, default=5, help="fan-out publishing time")
     args = parser.parse_args(argv)

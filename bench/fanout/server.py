@@ -3,7 +3,7 @@
 ``taskcast``: the realtime service, its task records in moto inside this process (so the
 benchmark measures fan-out, not DynamoDB emulation over HTTP). ``bare``: a websockets server
 that sends each of a fixed rate of messages to one connection, keyed like tasks, with
-``broadcast()``: the least a websocket fan-out can do.
+``broadcast()``: the least a websocket fan-out can do (uncompressed, as the service is).
 
 Both print ``ready`` once they accept connections.
 """
@@ -91,7 +91,8 @@ async def _bare(port: int, count: int, rate: float, seconds: float) -> None:
             if json.loads(raw).get("go"):
                 go.set()
 
-    async with serve(handler, "127.0.0.1", port, max_size=4096, ping_interval=20):
+    # Uncompressed, as the realtime service is: the same frames on the wire.
+    async with serve(handler, "127.0.0.1", port, max_size=4096, ping_interval=20, compression=None):
         print("ready", flush=True)
         await go.wait()
         started = time.perf_counter()

@@ -81,3 +81,29 @@ def test_without_json_the_bench_prints_its_tables_on_stdout(bench_redis: str) ->
     assert "pass at 30 / pass at 10" in done.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(done.stdout)
+
+
+def test_the_fanout_bench_prints_one_json_object_with_a_run_per_watcher_count(
+    bench_redis: str,
+) -> None:
+    done = bench(
+        "--only",
+        "fanout",
+        "--json",
+        "--redis-url",
+        bench_redis,
+        *("--fanout-sizes", "5,10", "--rate", "40", "--seconds", "1"),
+    )
+
+    figures = json.loads(done.stdout)  # nothing else on stdout, or this fails
+    fanout = figures["fanout"]
+    assert (fanout["rate"], fanout["seconds"]) == (40, 1)
+    assert [run["watchers"] for run in fanout["runs"]] == [5, 10]
+    keys = {"p50_ms", "p99_ms", "events_per_s", "kib_per_conn"}
+    for run in fanout["runs"]:
+        assert set(run) == {"watchers", "baseline", *keys}
+        assert set(run["baseline"]) == keys
+        for measured in (run, run["baseline"]):
+            assert 0 < measured["p50_ms"] <= measured["p99_ms"]
+            assert measured["events_per_s"] > 0
+    assert "|  watchers |" in done.stderr
