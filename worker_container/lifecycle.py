@@ -73,10 +73,6 @@ class Lifecycle:
         self._written: dict[tuple[str, int], Progress] = {}
         """The progress each running attempt's record holds, when its events told more."""
 
-    @property
-    def store(self) -> TaskStore:
-        return self._store
-
     def queued(self, task: Task) -> Task:
         """Announce that ``task`` (as its message carries it) is in its RQ queue.
 
@@ -189,12 +185,10 @@ class Lifecycle:
             log.info(
                 "task %s: not moved to %s, it is no longer %s", task.task_id, target, task.status
             )
-            self._written_at.pop(key, None)
-            self._written.pop(key, None)
+            self.forget(task)
             return None
         if target is not Status.RUNNING:
-            self._written_at.pop(key, None)
-            self._written.pop(key, None)
+            self.forget(task)
         self._announce(moved)
         self._count(task, moved)
         return moved
